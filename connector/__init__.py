@@ -1,0 +1,3 @@
+"""Stream Avro interaction events from Kafka into Amazon Personalize PutEvents."""
+
+__version__ = "0.1.0"

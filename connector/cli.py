@@ -1,0 +1,88 @@
+"""Command-line entry point: `personalize-connector <command>`.
+
+Each subcommand imports its module lazily so `--help` and the emulator start fast and do not
+pull in the Kafka clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+
+def _run(args: argparse.Namespace) -> int:
+    from connector.worker import run_from_cli
+
+    return run_from_cli(args)
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from connector.emulator.server import run_from_cli
+
+    return run_from_cli(args)
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from connector.produce import run_from_cli
+
+    return run_from_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="personalize-connector",
+        description="Stream Avro interaction events from Kafka into Amazon Personalize PutEvents.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the worker until SIGTERM/SIGINT (or until idle)")
+    run.add_argument("--config", required=True, metavar="FILE", help="YAML configuration file")
+    run.add_argument(
+        "--exit-when-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop once nothing arrived for this long and everything is delivered and committed",
+    )
+    run.add_argument("--log-format", choices=("json", "text"), default="json")
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(handler=_run)
+
+    emu = sub.add_parser("emulator", help="serve a local Amazon Personalize Events API (no AWS needed)")
+    emu.add_argument("--port", type=int, default=8750)
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--db", metavar="FILE", help="persist accepted events in this SQLite file")
+    emu.add_argument(
+        "--tracking-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="known tracking ids (repeatable); other ids get ResourceNotFoundException. Default: any",
+    )
+    emu.add_argument(
+        "--max-requests-per-second",
+        type=float,
+        default=1000.0,
+        help="request-rate quota per tracking id / dataset before ThrottlingException (default 1000)",
+    )
+    emu.set_defaults(handler=_emulator)
+
+    produce = sub.add_parser("produce", help="produce realistic sample interaction events")
+    produce.add_argument("--config", required=True, metavar="FILE")
+    produce.add_argument("--events", type=int, required=True, metavar="N")
+    produce.add_argument("--sessions", type=int, metavar="S")
+    produce.add_argument("--bad-ratio", type=float, default=0.0, metavar="R")
+    produce.add_argument("--seed", type=int, default=7)
+    produce.add_argument("--topic", help="default: the first topic of the config")
+    produce.set_defaults(handler=_produce)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

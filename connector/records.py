@@ -1,0 +1,90 @@
+"""The small values that flow between the stages; no stage knows more of its neighbours than these.
+
+source -> SourceRecord -> decode -> dict -> events -> Event -> batcher -> Batch -> sink -> outcomes
+Any stage may instead raise a RecordError, which sends the record to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Stage = Literal["decode", "validate", "send"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One Kafka record as the source hands it over, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def position(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKey:
+    """PutEvents carries one session per call: events are grouped by this key."""
+
+    tracking_id: str
+    session_id: str
+    user_id: str | None
+
+
+@dataclass(slots=True)
+class Event:
+    """One PutEvents `Event` in boto3's parameter form, with its session and its origin."""
+
+    key: SessionKey
+    body: dict[str, Any]
+    record: SourceRecord
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events of one session, in their original order, sent in one PutEvents call."""
+
+    key: SessionKey
+    events: list[Event] = field(default_factory=list)
+
+
+class RecordError(Exception):
+    """A per-record failure: the record goes to the dead-letter topic with this context."""
+
+    stage: Stage = "decode"
+
+    def __init__(self, message: str, *, error_class: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_class = error_class or type(self).__name__
+
+
+class DecodeError(RecordError):
+    stage: Stage = "decode"
+
+
+class InvalidEvent(RecordError):
+    stage: Stage = "validate"
+
+
+class RejectedBySink(RecordError):
+    stage: Stage = "send"

@@ -1,0 +1,7 @@
+"""Shared fixtures: the real local stack (Kafka + schema registry) and the Personalize emulator.
+
+Fixture modules live in tests/fixtures/ (on sys.path via pyproject's pytest `pythonpath`).
+"""
+
+from fixtures.emulator import *  # noqa: F403
+from fixtures.stack import *  # noqa: F403
