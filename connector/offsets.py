@@ -1,0 +1,128 @@
+"""Per-partition bookkeeping of records in flight and the commit watermark.
+
+The whole delivery guarantee is one rule: every record enters the tracker when it is polled and
+leaves it exactly once, when it has been delivered or its dead letter acknowledged. The offset
+committed for a partition is the first offset that has not left yet (Kafka's committed offset is
+"the next record to read"), so a restart can only repeat work, never skip it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from connector.records import TopicPartition
+
+
+@dataclass(slots=True)
+class _PartitionState:
+    # Offsets in poll order (strictly increasing; gaps are fine: compaction, transaction markers).
+    pending: deque[int] = field(default_factory=deque)
+    # Offsets that have left but sit above the head of `pending`: they cannot be committed yet.
+    done_above: set[int] = field(default_factory=set)
+    # The watermark once `pending` is empty: one past the last offset seen.
+    next_offset: int | None = None
+    committed: int | None = None
+
+
+class OffsetTracker:
+    """Tracks which polled offsets are still open and what may be committed per partition."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[TopicPartition, _PartitionState] = {}
+
+    def track(self, tp: TopicPartition, offset: int) -> None:
+        """Record that `offset` was polled and is now in flight."""
+        state = self._partitions.get(tp)
+        if state is None:
+            state = self._partitions[tp] = _PartitionState()
+        if state.pending and offset <= state.pending[-1]:
+            # A re-poll after a seek back: the source repeats offsets we already hold. Keeping
+            # the first copy is correct because the watermark never passed it.
+            return
+        if state.next_offset is not None and offset < state.next_offset and not state.pending:
+            return
+        state.pending.append(offset)
+        state.next_offset = offset + 1
+
+    def done(self, tp: TopicPartition, offset: int) -> None:
+        """Record that `offset` has left (delivered or dead-lettered). Unknown partitions are
+        ignored: a late outcome for a partition that was revoked meanwhile must not resurrect it."""
+        state = self._partitions.get(tp)
+        if state is None or not state.pending or offset < state.pending[0]:
+            return
+        if offset == state.pending[0]:
+            state.pending.popleft()
+            # Advance over everything that already finished above the old head.
+            while state.pending and state.pending[0] in state.done_above:
+                state.done_above.discard(state.pending.popleft())
+        else:
+            state.done_above.add(offset)
+
+    def watermark(self, tp: TopicPartition) -> int | None:
+        """The offset to commit: the first one not yet done (None if nothing was ever polled)."""
+        state = self._partitions.get(tp)
+        if state is None:
+            return None
+        return state.pending[0] if state.pending else state.next_offset
+
+    def in_flight(self, tp: TopicPartition) -> int:
+        state = self._partitions.get(tp)
+        return len(state.pending) - len(state.done_above) if state else 0
+
+    def total_in_flight(self) -> int:
+        return sum(len(s.pending) - len(s.done_above) for s in self._partitions.values())
+
+    def delivered_above_watermark(self, tp: TopicPartition) -> list[int]:
+        """Offsets already done but not committable yet (what a crash would send twice)."""
+        state = self._partitions.get(tp)
+        return sorted(state.done_above) if state else []
+
+    def committable(self) -> dict[TopicPartition, int]:
+        """Partitions whose watermark moved since the last commit, with the offset to commit."""
+        result: dict[TopicPartition, int] = {}
+        for tp, state in self._partitions.items():
+            mark = state.pending[0] if state.pending else state.next_offset
+            if mark is not None and mark != state.committed:
+                result[tp] = mark
+        return result
+
+    def mark_committed(self, tp: TopicPartition, offset: int) -> None:
+        state = self._partitions.get(tp)
+        if state is not None:
+            state.committed = offset
+
+    def partitions(self) -> list[TopicPartition]:
+        return list(self._partitions)
+
+    def forget(self, tps: list[TopicPartition] | set[TopicPartition]) -> None:
+        """Drop all state of partitions we no longer own (revoked after commit, or lost)."""
+        for tp in tps:
+            self._partitions.pop(tp, None)
+
+    def rewind_point(self, tp: TopicPartition) -> int | None:
+        """Where the consumer must seek to after abandoning in-flight work of `tp`.
+
+        The consumer's position runs ahead of the watermark; if we drop records that were polled
+        but not finished, reading must restart at the watermark or they would be skipped.
+        """
+        return self.watermark(tp)
+
+    def truncate(self, tp: TopicPartition, offset: int) -> None:
+        """Stop tracking `offset` and everything after it (they will be polled again after a seek);
+        what is below stays in flight."""
+        state = self._partitions.get(tp)
+        if state is None:
+            return
+        while state.pending and state.pending[-1] >= offset:
+            state.pending.pop()
+        state.done_above = {o for o in state.done_above if o < offset}
+        state.next_offset = offset
+
+    def reset_to(self, tp: TopicPartition, offset: int) -> None:
+        """Forget everything open in `tp` and restart tracking at `offset` (after a seek)."""
+        state = _PartitionState(next_offset=offset)
+        old = self._partitions.get(tp)
+        if old is not None:
+            state.committed = old.committed
+        self._partitions[tp] = state

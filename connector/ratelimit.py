@@ -1,0 +1,65 @@
+"""A thread-safe token bucket that slows down on throttling and recovers (AIMD).
+
+Personalize's PutEvents quota is per dataset group (1,000 requests/s by default). Staying under it
+is cheaper than living on ThrottlingException: every throttled call is a wasted round trip and a
+delay for the whole batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class AdaptiveRateLimiter:
+    def __init__(
+        self,
+        rate_per_second: float,
+        *,
+        burst: float | None = None,
+        min_rate: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate_per_second <= 0:
+            raise ValueError("rate_per_second must be > 0")
+        self.max_rate = rate_per_second
+        self.rate = rate_per_second
+        self.min_rate = min(min_rate, rate_per_second)
+        # A small burst keeps a short window from overshooting the quota, which the service
+        # measures per second.
+        self._burst = burst if burst is not None else max(1.0, rate_per_second / 20)
+        self._tokens = self._burst
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def _refill(self, now: float) -> None:
+        elapsed = now - self._last
+        self._last = now
+        self._tokens = min(self._burst, self._tokens + elapsed * self.rate)
+        # Additive recovery towards the configured rate after a throttle cut it.
+        if self.rate < self.max_rate:
+            self.rate = min(self.max_rate, self.rate + elapsed * self.max_rate * 0.05)
+
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Block until a request may be sent; False if `stop` was set while waiting."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._refill(now)
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return True
+                wait = (1.0 - self._tokens) / self.rate
+            if stop is not None and stop.is_set():
+                return False
+            self._sleep(min(wait, 0.1))
+
+    def on_throttled(self) -> None:
+        """Multiplicative decrease: the service told us we are over quota."""
+        with self._lock:
+            self.rate = max(self.min_rate, self.rate * 0.7)
+            self._tokens = min(self._tokens, 0.0)

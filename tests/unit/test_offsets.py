@@ -1,0 +1,106 @@
+"""The commit watermark rule, driven by random completion orders, failures, rewinds and revokes.
+
+Rule: the offset committed for a partition is the first offset not yet done, so every offset
+below a committed one has been delivered or dead-lettered.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.offsets import OffsetTracker
+from connector.records import TopicPartition
+
+TPS = [TopicPartition("t", 0), TopicPartition("t", 1)]
+
+op = st.one_of(
+    st.tuples(st.just("poll"), st.sampled_from(TPS), st.integers(1, 5), st.integers(1, 3)),
+    st.tuples(st.just("done"), st.sampled_from(TPS), st.integers(0, 50)),
+    st.tuples(st.just("commit")),
+    st.tuples(st.just("revoke"), st.sampled_from(TPS)),
+    st.tuples(st.just("rewind"), st.sampled_from(TPS), st.integers(0, 50)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(op, max_size=80))
+def test_watermark_never_passes_an_offset_that_is_not_done(ops: list[tuple]) -> None:
+    tracker = OffsetTracker()
+    # Reference model per partition: offsets polled in this ownership, and which are done.
+    polled: dict[TopicPartition, list[int]] = {tp: [] for tp in TPS}
+    done: dict[TopicPartition, set[int]] = {tp: set() for tp in TPS}
+    position: dict[TopicPartition, int] = dict.fromkeys(TPS, 0)
+    committed: dict[TopicPartition, int] = {}
+
+    for step in ops:
+        kind = step[0]
+        if kind == "poll":
+            _, tp, count, gap = step
+            for _ in range(count):
+                tracker.track(tp, position[tp])
+                polled[tp].append(position[tp])
+                position[tp] += gap  # gaps stand for compaction and transaction markers
+        elif kind == "done":
+            _, tp, index = step
+            open_offsets = [o for o in polled[tp] if o not in done[tp]]
+            if open_offsets:
+                offset = open_offsets[index % len(open_offsets)]
+                tracker.done(tp, offset)
+                done[tp].add(offset)
+        elif kind == "commit":
+            for tp, offset in tracker.committable().items():
+                # Every polled offset below the committed one must be done.
+                assert all(o in done[tp] for o in polled[tp] if o < offset), (tp, offset)
+                # Nothing polled-and-open may hide below it, and it never moves backwards
+                # within one ownership.
+                assert offset >= committed.get(tp, 0)
+                tracker.mark_committed(tp, offset)
+                committed[tp] = offset
+        elif kind == "revoke":
+            _, tp = step
+            tracker.forget([tp])
+            # The next owner (us again) resumes from the committed offset.
+            position[tp] = committed.get(tp, 0)
+            polled[tp], done[tp] = [], set()
+        elif kind == "rewind":
+            _, tp, index = step
+            open_offsets = [o for o in polled[tp] if o not in done[tp]]
+            if open_offsets:
+                offset = open_offsets[index % len(open_offsets)]
+                tracker.truncate(tp, offset)
+                polled[tp] = [o for o in polled[tp] if o < offset]
+                done[tp] = {o for o in done[tp] if o < offset}
+                position[tp] = offset
+
+        for tp in TPS:
+            mark = tracker.watermark(tp)
+            if mark is not None:
+                assert all(o in done[tp] for o in polled[tp] if o < mark)
+                open_offsets = [o for o in polled[tp] if o not in done[tp]]
+                if open_offsets:
+                    assert mark == min(open_offsets)
+            assert tracker.in_flight(tp) == len([o for o in polled[tp] if o not in done[tp]])
+
+
+def test_watermark_is_one_past_the_last_offset_when_all_done() -> None:
+    tracker = OffsetTracker()
+    tp = TPS[0]
+    for offset in (5, 6, 9):
+        tracker.track(tp, offset)
+    tracker.done(tp, 9)
+    tracker.done(tp, 5)
+    assert tracker.watermark(tp) == 6
+    assert tracker.delivered_above_watermark(tp) == [9]
+    tracker.done(tp, 6)
+    assert tracker.watermark(tp) == 10
+    assert tracker.committable() == {tp: 10}
+
+
+def test_late_outcome_for_a_forgotten_partition_is_ignored() -> None:
+    tracker = OffsetTracker()
+    tp = TPS[0]
+    tracker.track(tp, 0)
+    tracker.forget([tp])
+    tracker.done(tp, 0)
+    assert tracker.watermark(tp) is None
