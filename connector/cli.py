@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 
 def _run(args: argparse.Namespace) -> int:
-    from connector.worker import run_from_cli
+    from connector.app import run_from_cli
 
     return run_from_cli(args)
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop once nothing arrived for this long and everything is delivered and committed",
     )
-    run.add_argument("--log-format", choices=("json", "text"), default="json")
+    run.add_argument("--log-format", choices=("json", "text"), help="default: observability.log_format")
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(handler=_run)
 

@@ -1,0 +1,226 @@
+"""PutEvents calls: failure classes, retries, bisection of invalid batches.
+
+`PutEventsSink.send` runs on a pool thread and never raises: it returns, per event, whether it
+was delivered, must be dead-lettered (the service rejected that event), or was abandoned (the
+worker is stopping; the event stays uncommitted and is redelivered later). Transient failures are
+retried without limit in time, systemic ones (wrong tracker, bad credentials) are retried slowly
+and raise the `systemic` flag so the worker stops reading instead of dead-lettering good events.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import botocore.exceptions
+from botocore.config import Config
+
+from connector.ratelimit import AdaptiveRateLimiter
+from connector.records import Batch, Event, RejectedBySink
+
+log = logging.getLogger(__name__)
+
+
+class Failure(Enum):
+    THROTTLED = "throttled"
+    TRANSIENT = "transient"
+    INVALID = "invalid"
+    SYSTEMIC = "systemic"
+
+
+# Error codes as the service (and AWS's shared error vocabulary) returns them.
+_THROTTLING = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+     "ProvisionedThroughputExceededException", "SlowDown", "RequestThrottled"}
+)
+_INVALID = frozenset({"InvalidInputException", "ValidationException", "SerializationException"})
+_SYSTEMIC = frozenset(
+    {"ResourceNotFoundException", "AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+     "InvalidSignatureException", "SignatureDoesNotMatch", "ExpiredTokenException", "ExpiredToken",
+     "InvalidClientTokenId", "MissingAuthenticationTokenException", "IncompleteSignature",
+     "ResourceInUseException"}
+)
+_SYSTEMIC_EXCEPTIONS = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.NoRegionError,
+)
+
+
+def classify(exc: BaseException) -> Failure:
+    """Which failure class an exception from `put_events` belongs to."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _THROTTLING or status == 429:
+            return Failure.THROTTLED
+        if code in _INVALID:
+            return Failure.INVALID
+        if code in _SYSTEMIC or status in (401, 403):
+            return Failure.SYSTEMIC
+        return Failure.TRANSIENT  # 5xx and anything unknown: retrying is the safe side
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        return Failure.INVALID
+    if isinstance(exc, _SYSTEMIC_EXCEPTIONS):
+        return Failure.SYSTEMIC
+    # Connection errors, timeouts, closed connections, anything unexpected: transient.
+    return Failure.TRANSIENT
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Capped exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff
+    And Jitter"): spreads retries of many threads so they do not hit the service together."""
+
+    base_s: float = 0.05
+    cap_s: float = 5.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        return self.rng.uniform(0.0, min(self.cap_s, self.base_s * (2 ** min(attempt, 30))))
+
+
+@dataclass(slots=True)
+class SendOutcome:
+    batch: Batch
+    delivered: list[Event] = field(default_factory=list)
+    rejected: list[tuple[Event, RejectedBySink]] = field(default_factory=list)
+    abandoned: list[Event] = field(default_factory=list)
+    calls: int = 0
+    failures: dict[Failure, int] = field(default_factory=dict)
+
+
+def make_client(region: str, endpoint_url: str | None, max_pool_connections: int) -> Any:
+    """A boto3 personalize-events client; credentials come from the standard AWS chain."""
+    import boto3  # imported here: boto3's import is slow and only the sink needs it
+
+    config = Config(
+        region_name=region,
+        # Our loop owns retries (unbounded in time for transient errors, bisection for invalid
+        # input); botocore's own retries would hide the failure class from it.
+        retries={"max_attempts": 1, "mode": "standard"},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=5,
+        read_timeout=15,
+        tcp_keepalive=True,
+    )
+    return boto3.session.Session().client("personalize-events", endpoint_url=endpoint_url, config=config)
+
+
+class PutEventsSink:
+    def __init__(
+        self,
+        client: Any,
+        limiter: AdaptiveRateLimiter,
+        *,
+        backoff: Backoff | None = None,
+        systemic_backoff: Backoff | None = None,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._backoff = backoff or Backoff()
+        self._systemic_backoff = systemic_backoff or Backoff(base_s=1.0, cap_s=30.0)
+        self.stop = stop or threading.Event()
+        self._sleep = sleep or self.stop.wait
+        self._systemic_lock = threading.Lock()
+        self._systemic_error: str | None = None
+
+    @property
+    def systemic_error(self) -> str | None:
+        """Set while calls fail for a reason no retry of the same events can fix soon."""
+        return self._systemic_error
+
+    def send(self, batch: Batch) -> SendOutcome:
+        outcome = SendOutcome(batch)
+        try:
+            self._deliver(batch, batch.events, outcome)
+        except Exception as exc:  # never let a pool thread die silently with events in it
+            log.exception("unexpected error in the sink; abandoning the batch for redelivery")
+            done = {id(e) for e in outcome.delivered} | {id(e) for e, _ in outcome.rejected}
+            outcome.abandoned.extend(e for e in batch.events if id(e) not in done)
+            del exc
+        return outcome
+
+    def _deliver(self, batch: Batch, events: list[Event], outcome: SendOutcome) -> None:
+        attempt = 0
+        while True:
+            if not self._limiter.acquire(self.stop):
+                outcome.abandoned.extend(events)
+                return
+            outcome.calls += 1
+            try:
+                params: dict[str, Any] = {
+                    "trackingId": batch.key.tracking_id,
+                    "sessionId": batch.key.session_id,
+                    "eventList": [e.body for e in events],
+                }
+                if batch.key.user_id:
+                    params["userId"] = batch.key.user_id
+                self._client.put_events(**params)
+            except Exception as exc:
+                failure = classify(exc)
+                outcome.failures[failure] = outcome.failures.get(failure, 0) + 1
+                if failure is Failure.INVALID:
+                    self._clear_systemic()
+                    self._bisect(batch, events, exc, outcome)
+                    return
+                if failure is Failure.THROTTLED:
+                    self._limiter.on_throttled()
+                if failure is Failure.SYSTEMIC:
+                    self._set_systemic(f"{type(exc).__name__}: {exc}")
+                    delay = self._systemic_backoff.delay(attempt)
+                else:
+                    delay = self._backoff.delay(attempt)
+                log.debug("put_events failed (%s), retrying in %.2fs: %s", failure.value, delay, exc)
+                attempt += 1
+                self._sleep(delay)
+                if self.stop.is_set():
+                    outcome.abandoned.extend(events)
+                    return
+                continue
+            self._clear_systemic()
+            outcome.delivered.extend(events)
+            return
+
+    def _bisect(self, batch: Batch, events: list[Event], exc: Exception, outcome: SendOutcome) -> None:
+        """InvalidInputException rejects the whole call: split it to find the offending events,
+        so only they are dead-lettered and the rest are delivered."""
+        if len(events) == 1:
+            message = _service_message(exc)
+            outcome.rejected.append((events[0], RejectedBySink(message, error_class=_error_code(exc))))
+            return
+        middle = len(events) // 2
+        self._deliver(batch, events[:middle], outcome)
+        self._deliver(batch, events[middle:], outcome)
+
+    def _set_systemic(self, reason: str) -> None:
+        with self._systemic_lock:
+            if self._systemic_error is None:
+                log.error("PutEvents is failing for a systemic reason; pausing consumption: %s", reason)
+            self._systemic_error = reason
+
+    def _clear_systemic(self) -> None:
+        if self._systemic_error is not None:
+            with self._systemic_lock:
+                if self._systemic_error is not None:
+                    log.warning("PutEvents recovered from: %s", self._systemic_error)
+                self._systemic_error = None
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", type(exc).__name__))
+    return type(exc).__name__
+
+
+def _service_message(exc: Exception) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Message") or exc)
+    return str(exc)

@@ -1,0 +1,447 @@
+"""The loop that moves records through the stages: source -> decode -> events -> batcher -> sink,
+and brings each record's outcome back to the offset tracker, which decides what may be committed.
+
+Everything that touches Kafka runs on this one thread (librdkafka calls the rebalance callbacks
+from inside `poll` on the polling thread). PutEvents calls run on a bounded pool and report back
+through a queue, so a slow or failing Personalize never stops the loop from polling: the group
+never evicts us for exceeding `max.poll.interval.ms`; backpressure is pausing partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from connector.batcher import SessionBatcher
+from connector.dlq import DeadLetterWriter
+from connector.offsets import OffsetTracker
+from connector.records import Batch, Event, RecordError, SessionKey, SourceRecord, TopicPartition
+from connector.sink import PutEventsSink, SendOutcome
+from connector.source.base import CommitFailed, Source
+
+log = logging.getLogger(__name__)
+
+
+class Decoder(Protocol):
+    def decode(self, value: bytes) -> dict[str, Any]: ...
+
+
+class Mapper(Protocol):
+    def to_event(self, record: dict[str, Any], source: SourceRecord) -> Event: ...
+
+
+@dataclass(slots=True)
+class WorkerSettings:
+    topics: list[str]
+    poll_batch_size: int = 1000
+    poll_timeout_s: float = 0.1
+    commit_interval_s: float = 1.0
+    max_buffered_records: int = 100_000
+    max_buffered_bytes: int = 64 * 1024 * 1024
+    grace_period_s: float = 30.0
+    revoke_timeout_s: float = 10.0
+    # Exceptions from the decoder that mean "try again later" rather than "bad record".
+    retryable_decode_errors: tuple[type[BaseException], ...] = ()
+    decode_retry_backoff_s: float = 5.0
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    records_consumed: int = 0
+    events_delivered: int = 0
+    calls: int = 0
+    dead_letters: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    rebalances: int = 0
+    commits: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records_consumed": self.records_consumed,
+            "events_delivered": self.events_delivered,
+            "calls": self.calls,
+            "dead_letters": sum(self.dead_letters.values()),
+            "dead_letters_by_reason": {f"{s}/{c}": n for (s, c), n in sorted(self.dead_letters.items())},
+            "rebalances": self.rebalances,
+            "commits": self.commits,
+        }
+
+
+class FatalError(Exception):
+    """The worker cannot go on without losing records (e.g. a bad record and no DLQ)."""
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        source: Source,
+        decoder: Decoder,
+        mapper: Mapper,
+        batcher: SessionBatcher,
+        sink: PutEventsSink,
+        dead_letters: DeadLetterWriter | None,
+        max_in_flight_calls: int,
+        tracker: OffsetTracker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._source = source
+        self._decoder = decoder
+        self._mapper = mapper
+        self._batcher = batcher
+        self._sink = sink
+        self._dlq = dead_letters
+        self._tracker = tracker or OffsetTracker()
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_in_flight_calls, thread_name_prefix="put-events")
+        self._completions: queue.SimpleQueue[tuple[SendOutcome, dict[TopicPartition, int]]] = queue.SimpleQueue()
+        self._calls_in_flight = 0
+        # One call per session at a time keeps a session's events in order at Personalize.
+        self._busy_sessions: set[SessionKey] = set()
+        self._waiting: dict[SessionKey, deque[Batch]] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._backoff_until: dict[TopicPartition, float] = {}
+        self._buffers_full = False
+        # Bumped on every assignment: outcomes of work from an earlier ownership are ignored.
+        self._epoch: dict[TopicPartition, int] = defaultdict(int)
+        self._bytes: dict[TopicPartition, int] = defaultdict(int)
+        self._stop = threading.Event()
+        self._fatal: str | None = None
+        self._last_commit = clock()
+        self._last_activity = clock()
+        self.stats = WorkerStats()
+
+    # ----------------------------------------------------------------- control
+
+    def request_stop(self) -> None:
+        """Ask the loop to drain, commit and return (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def assigned(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    @property
+    def systemic_error(self) -> str | None:
+        return self._sink.systemic_error
+
+    # ----------------------------------------------------------------- main loop
+
+    def run(self, exit_when_idle_s: float | None = None) -> int:
+        """Run until stopped; returns the process exit code (0 after a clean drain)."""
+        self._source.subscribe(self.settings.topics, self)
+        try:
+            while not self._stop.is_set() and self._fatal is None:
+                self._turn()
+                if exit_when_idle_s is not None and self._idle_for() >= exit_when_idle_s:
+                    log.info("idle for %.1fs with everything committed; stopping", exit_when_idle_s)
+                    break
+        except FatalError as exc:
+            self._fatal = str(exc)
+        finally:
+            self._drain_and_close()
+        if self._fatal:
+            log.error("stopped: %s", self._fatal)
+            return 1
+        return 0
+
+    def _turn(self) -> None:
+        now = self._clock()
+        backpressured = self._reconcile_pauses(now)
+        if backpressured or not self._completions.empty():
+            timeout = 0.0
+        else:
+            due_in = self._batcher.next_due_in(now)
+            timeout = self.settings.poll_timeout_s if due_in is None else min(due_in, self.settings.poll_timeout_s)
+        records = self._source.poll(self.settings.poll_batch_size, timeout)
+        if records:
+            self._last_activity = self._clock()
+            self._process(records)
+        elif backpressured:
+            # Nothing can come from Kafka; wait for the sink to make room instead of spinning.
+            self._wait_for_completion(self.settings.poll_timeout_s)
+        self._drain_completions()
+        for batch in self._batcher.due(self._clock()):
+            self._submit(batch)
+        if self._dlq is not None:
+            self._dlq.poll()
+        if self._clock() - self._last_commit >= self.settings.commit_interval_s:
+            self._commit()
+
+    def _process(self, records: list[SourceRecord]) -> None:
+        tracker, decoder, mapper, batcher = self._tracker, self._decoder, self._mapper, self._batcher
+        retryable = self.settings.retryable_decode_errors
+        rewound: set[TopicPartition] = set()
+        now = self._clock()
+        self.stats.records_consumed += len(records)
+        for record in records:
+            tp = record.tp
+            if tp in rewound:
+                continue
+            tracker.track(tp, record.offset)
+            self._bytes[tp] += len(record.value or b"")
+            try:
+                event = mapper.to_event(decoder.decode(record.value or b""), record)
+            except RecordError as error:
+                self._dead_letter(record, error)
+                continue
+            except retryable as exc:
+                # Not the record's fault: read this partition again from here after a pause.
+                log.warning("decode of %s must wait: %s", record.position(), exc)
+                self._rewind(tp, record.offset)
+                self._backoff_until[tp] = now + self.settings.decode_retry_backoff_s
+                rewound.add(tp)
+                continue
+            full = batcher.add(event, now)
+            if full is not None:
+                self._submit(full)
+
+    # ----------------------------------------------------------------- sink side
+
+    def _submit(self, batch: Batch) -> None:
+        if batch.key in self._busy_sessions:
+            self._waiting.setdefault(batch.key, deque()).append(batch)
+            return
+        self._busy_sessions.add(batch.key)
+        self._calls_in_flight += 1
+        epochs = {e.record.tp: self._epoch[e.record.tp] for e in batch.events}
+        future = self._pool.submit(self._sink.send, batch)
+
+        def report(done: Future[SendOutcome]) -> None:
+            self._completions.put((done.result(), epochs))
+
+        future.add_done_callback(report)
+
+    def _wait_for_completion(self, timeout: float) -> None:
+        try:
+            item = self._completions.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._complete(*item)
+
+    def _drain_completions(self) -> None:
+        while True:
+            try:
+                item = self._completions.get_nowait()
+            except queue.Empty:
+                return
+            self._complete(*item)
+
+    def _complete(self, outcome: SendOutcome, epochs: dict[TopicPartition, int]) -> None:
+        self._calls_in_flight -= 1
+        self.stats.calls += outcome.calls
+        key = outcome.batch.key
+        self._busy_sessions.discard(key)
+        waiting = self._waiting.get(key)
+        if waiting:
+            self._submit(waiting.popleft())
+            if not waiting:
+                del self._waiting[key]
+
+        def current(event: Event) -> bool:
+            tp = event.record.tp
+            return tp in self._assigned and epochs.get(tp) == self._epoch[tp]
+
+        for event in outcome.delivered:
+            if current(event):
+                self.stats.events_delivered += 1
+                self._leave(event.record)
+        for event, error in outcome.rejected:
+            if current(event):
+                self._dead_letter(event.record, error)
+        retry = [e for e in outcome.abandoned if current(e)]
+        if retry and not self._stop.is_set():
+            self._submit(Batch(key, retry))
+
+    # ----------------------------------------------------------------- outcomes
+
+    def _leave(self, record: SourceRecord) -> None:
+        tp = record.tp
+        self._tracker.done(tp, record.offset)
+        self._bytes[tp] -= len(record.value or b"")
+
+    def _dead_letter(self, record: SourceRecord, error: RecordError) -> None:
+        log.warning(
+            "dead-lettering %s (%s/%s): %s", record.position(), error.stage, error.error_class, error.message
+        )
+        if self._dlq is None:
+            raise FatalError(
+                f"{error.stage} error at {record.position()}: {error.error_class}: {error.message}. "
+                "No dlq.topic is configured, so the worker stops here without committing past "
+                "this record; configure dlq.topic or fix the record."
+            )
+        epoch = self._epoch[record.tp]
+        self.stats.dead_letters[(error.stage, error.error_class)] += 1
+
+        def done(rec: SourceRecord, err: Exception | None) -> None:
+            if err is not None:
+                self._fatal = f"could not write the dead letter of {rec.position()}: {err}"
+            elif rec.tp in self._assigned and self._epoch[rec.tp] == epoch:
+                self._leave(rec)
+
+        self._dlq.send(record, error, done)
+
+    # ----------------------------------------------------------------- offsets
+
+    def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        self._last_commit = self._clock()
+        offsets = {
+            tp: offset
+            for tp, offset in self._tracker.committable().items()
+            if tp in self._assigned and (only is None or tp in only)
+        }
+        if not offsets:
+            return
+        try:
+            self._source.commit(offsets)
+        except CommitFailed as exc:
+            # Nothing is lost: the same (or a later) watermark is committed next time.
+            log.warning("commit failed, will retry: %s", exc)
+            return
+        self.stats.commits += 1
+        for tp, offset in offsets.items():
+            self._tracker.mark_committed(tp, offset)
+
+    def _rewind(self, tp: TopicPartition, offset: int) -> None:
+        """Give up on `offset` and everything after it in `tp`; read them again later."""
+        self._tracker.truncate(tp, offset)
+        self._source.seek(tp, offset)
+
+    # ----------------------------------------------------------------- flow control
+
+    def _reconcile_pauses(self, now: float) -> bool:
+        """Pause what must not be read now and resume the rest; True when everything is held.
+
+        Held: buffers over their bound (until back under 80%, so we don't flap around it) or the
+        sink in systemic failure. Held per partition: a decode backoff (registry unavailable).
+        Paused partitions are still polled, so the group keeps us as a member.
+        """
+        s = self.settings
+        buffered = self._tracker.total_in_flight()
+        buffered_bytes = sum(self._bytes.values())
+        if buffered >= s.max_buffered_records or buffered_bytes >= s.max_buffered_bytes:
+            self._buffers_full = True
+        elif buffered <= s.max_buffered_records * 0.8 and buffered_bytes <= s.max_buffered_bytes * 0.8:
+            self._buffers_full = False
+        for tp, until in list(self._backoff_until.items()):
+            if until <= now:
+                del self._backoff_until[tp]
+        hold_all = self._buffers_full or self._sink.systemic_error is not None
+        want = set(self._assigned) if hold_all else self._assigned & self._backoff_until.keys()
+        if want - self._paused:
+            self._source.pause(sorted(want - self._paused, key=str))
+        if self._paused - want:
+            self._source.resume(sorted((self._paused - want) & self._assigned, key=str))
+        self._paused = want
+        return hold_all and bool(self._assigned)
+
+    def _idle_for(self) -> float:
+        busy = (
+            self._tracker.total_in_flight()
+            or self._calls_in_flight
+            or self._waiting
+            or self._batcher.buffered_events
+            or (self._dlq is not None and self._dlq.pending)
+            or any(tp in self._assigned for tp in self._tracker.committable())
+        )
+        if busy:
+            self._last_activity = self._clock()
+            return 0.0
+        return self._clock() - self._last_activity
+
+    # ----------------------------------------------------------------- rebalance listener
+
+    def on_assigned(self, tps: list[TopicPartition]) -> None:
+        log.info("assigned %s", ", ".join(map(str, tps)) or "nothing")
+        self.stats.rebalances += 1
+        self._last_activity = self._clock()
+        for tp in tps:
+            self._epoch[tp] += 1
+            self._assigned.add(tp)
+            self._paused.discard(tp)  # a fresh assignment starts unpaused in both clients
+        self._tracker.forget(tps)
+
+    def on_revoked(self, tps: list[TopicPartition]) -> None:
+        """Flush and commit what we can of the revoked partitions within a bounded wait."""
+        log.info("revoking %s", ", ".join(map(str, tps)))
+        self.stats.rebalances += 1
+        revoked = set(tps) & self._assigned
+        for batch in self._batcher.flush_partitions(revoked):
+            self._submit(batch)
+        deadline = self._clock() + self.settings.revoke_timeout_s
+        while any(self._tracker.in_flight(tp) for tp in revoked) and self._clock() < deadline:
+            self._wait_for_completion(0.05)
+            if self._dlq is not None:
+                self._dlq.poll()
+        self._commit(only=revoked)
+        self._drop(revoked)
+
+    def on_lost(self, tps: list[TopicPartition]) -> None:
+        """Another member owns these now: committing would overwrite its progress."""
+        log.warning("lost %s without a clean revoke; dropping their state", ", ".join(map(str, tps)))
+        self.stats.rebalances += 1
+        self._drop(set(tps))
+
+    def _drop(self, tps: set[TopicPartition]) -> None:
+        self._batcher.drop_partitions(tps)
+        for key in list(self._waiting):
+            kept: deque[Batch] = deque()
+            for batch in self._waiting[key]:
+                batch.events = [e for e in batch.events if e.record.tp not in tps]
+                if batch.events:
+                    kept.append(batch)
+            if kept:
+                self._waiting[key] = kept
+            else:
+                del self._waiting[key]
+        self._tracker.forget(tps)
+        for tp in tps:
+            self._assigned.discard(tp)
+            self._paused.discard(tp)
+            self._backoff_until.pop(tp, None)
+            self._bytes.pop(tp, None)
+
+    # ----------------------------------------------------------------- shutdown
+
+    def _drain_and_close(self) -> None:
+        """Deliver what is buffered within the grace period, commit, leave the group."""
+        deadline = self._clock() + self.settings.grace_period_s
+        try:
+            if self._fatal is None:
+                self._source.pause(sorted(self._assigned, key=str))
+                self._paused = set(self._assigned)
+                for batch in self._batcher.flush_all():
+                    self._submit(batch)
+            while (self._calls_in_flight or (self._dlq is not None and self._dlq.pending)) and (
+                self._clock() < deadline
+            ):
+                self._source.poll(1, 0.0)  # serve group heartbeats and callbacks
+                self._wait_for_completion(0.05)
+                if self._dlq is not None:
+                    self._dlq.poll()
+            if self._calls_in_flight:
+                log.warning(
+                    "grace period over with %d calls in flight; exiting without committing them",
+                    self._calls_in_flight,
+                )
+            self._sink.stop.set()
+            self._drain_completions()
+            self._commit()
+        except Exception:
+            log.exception("error while draining")
+        finally:
+            self._sink.stop.set()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            try:
+                self._source.close()
+            except Exception:
+                log.exception("error while closing the consumer")
