@@ -1,0 +1,10 @@
+"""Avro schemas of the records the connector reads, shipped with the package as data."""
+
+from importlib.resources import files
+
+INTERACTION_EVENT = "interaction_event.avsc"
+
+
+def read(name: str = INTERACTION_EVENT) -> str:
+    """The text of a packaged schema file."""
+    return (files(__name__) / name).read_text(encoding="utf-8")

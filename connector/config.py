@@ -1,0 +1,375 @@
+"""One typed settings model: a YAML file, overridden key by key by `PKC_<SECTION>__<KEY>` variables.
+
+Every section forbids unknown keys, so a typo is an error naming the key rather than a setting that
+silently keeps its default. Validation errors are turned into one `ConfigError` whose message names
+each offending key as a dotted path (`batching.max_events_per_call`) and what it allows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import annotated_types
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "PKC_"
+ENV_NESTED_DELIMITER = "__"
+MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names every offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Path into a (possibly nested) record: "sessionId", "session.id".
+FieldPath = Annotated[str, Field(pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
+
+# librdkafka properties whose values must never reach a log line.
+_SECRET_KAFKA_KEY = re.compile(r"password|secret|token|\.key$|jaas", re.IGNORECASE)
+
+
+class KafkaConfig(_Section):
+    client: Literal["confluent", "kafka-python"] = "confluent"
+    bootstrap_servers: Annotated[str, Field(min_length=1)]
+    group_id: Annotated[str, Field(min_length=1)] = "personalize-connector"
+    # An entry starting with "^" is a regex subscription (librdkafka's convention).
+    topics: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    poll_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    poll_timeout_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
+    commit_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 1000
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+    @field_validator("topics")
+    @classmethod
+    def _regexes_compile(cls, topics: list[str]) -> list[str]:
+        for topic in topics:
+            if topic.startswith("^"):
+                try:
+                    re.compile(topic)
+                except re.error as exc:
+                    raise ValueError(f"{topic!r} is not a valid regular expression ({exc})") from None
+        return topics
+
+    def redacted_config(self) -> dict[str, str | int | float | bool]:
+        """`config` with credential-looking properties (sasl.password, ...) masked."""
+        return {k: ("**********" if _SECRET_KAFKA_KEY.search(k) else v) for k, v in self.config.items()}
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # librdkafka credentials live in a plain dict; keep them out of repr()/str() too.
+        for name, value in super().__repr_args__():
+            yield name, (self.redacted_config() if name == "config" else value)
+
+
+class SchemaRegistryConfig(_Section):
+    url: str | None = None
+    basic_auth_user: str | None = None
+    basic_auth_password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    ca_location: FilePath | None = None
+
+
+class DecodeConfig(_Section):
+    # "glue" (AWS Glue Schema Registry framing) is planned; add it to this Literal when it lands.
+    format: Literal["confluent", "plain"] = "confluent"
+    # None means the packaged avro_schemas/interaction_event.avsc.
+    reader_schema: FilePath | None = None
+    # The fixed writer schema of schemaless ("plain") values.
+    writer_schema: FilePath | None = Field(default=None, validate_default=True)
+
+    # A field validator (not a model validator) so the error is reported at decode.writer_schema.
+    @field_validator("writer_schema")
+    @classmethod
+    def _plain_needs_writer_schema(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None and info.data.get("format") == "plain":
+            raise ValueError("is required when decode.format is 'plain' (the path of an .avsc file)")
+        return value
+
+
+class PersonalizeConfig(_Section):
+    tracking_id: Annotated[str, Field(min_length=1, max_length=256)]
+    region: Annotated[str, Field(min_length=1)] = "us-east-1"
+    endpoint_url: str | None = None
+    max_requests_per_second: Annotated[float, Field(gt=0)] = 1000.0
+
+
+class BatchingConfig(_Section):
+    # PutEvents takes at most 10 events per call (botocore's model: eventList max 10).
+    max_events_per_call: Annotated[int, Field(ge=1, le=10)] = 10
+    linger_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
+    max_in_flight_calls: Annotated[int, Field(ge=1, le=256)] = 16
+    max_buffered_records: Annotated[int, Field(ge=1)] = 100_000
+    max_buffered_bytes: Annotated[int, Field(ge=1)] = 64 * MiB
+
+
+class DlqConfig(_Section):
+    # None: a record that cannot be delivered stops the worker instead of being dead-lettered.
+    topic: Annotated[str, Field(min_length=1)] | None = None
+
+
+class ShutdownConfig(_Section):
+    grace_period_s: Annotated[float, Field(ge=0)] = 30.0
+
+
+class ObservabilityConfig(_Section):
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9400  # 0 disables the HTTP server
+    log_format: Literal["json", "text"] = "json"
+
+
+class MappingConfig(_Section):
+    """Where each PutEvents field comes from in the decoded record (dotted paths into nested records).
+
+    The defaults are the canonical schema's names. `null` means the record has no such field.
+    """
+
+    event_id: FieldPath | None = "eventId"
+    tracking_id: FieldPath | None = "trackingId"
+    session_id: FieldPath = "sessionId"
+    user_id: FieldPath | None = "userId"
+    event_type: FieldPath | None = "eventType"
+    event_value: FieldPath | None = "eventValue"
+    item_id: FieldPath | None = "itemId"
+    sent_at: FieldPath = "sentAt"
+    recommendation_id: FieldPath | None = "recommendationId"
+    impression: FieldPath | None = "impression"
+    event_attribution_source: FieldPath | None = "eventAttributionSource"
+    # A map field whose entries become `properties`, and single fields added to it under their
+    # last path component; both may be used together.
+    properties: FieldPath | None = "properties"
+    property_fields: list[FieldPath] = Field(default_factory=list)
+    # Used when the record has no event type (or event_type is null).
+    event_type_default: Annotated[
+        str | None, Field(min_length=1, max_length=256, validate_default=True)
+    ] = None
+
+    @field_validator("event_type_default")
+    @classmethod
+    def _event_type_has_a_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and "event_type" in info.data and info.data["event_type"] is None:
+            raise ValueError("is required when mapping.event_type is null (PutEvents requires eventType)")
+        return value
+
+
+# What load_settings hands to settings_customise_sources (a classmethod, so it cannot take arguments).
+_LOAD: ContextVar[tuple[dict[str, Any], Mapping[str, str] | None]] = ContextVar("_LOAD", default=({}, None))
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The PKC_* source over an explicit mapping (tests, `check`) instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str] | None) -> None:
+        self._env = env  # read by _load_env_vars, which the base constructor calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        source = os.environ if self._env is None else self._env
+        none = self.env_parse_none_str
+        return {
+            k.lower(): (None if v == none else v) for k, v in source.items() if k.upper().startswith(ENV_PREFIX)
+        }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        case_sensitive=False,
+        env_parse_none_str="null",  # PKC_MAPPING__ITEM_ID=null unmaps a field
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaConfig
+    schema_registry: SchemaRegistryConfig = Field(default_factory=SchemaRegistryConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    personalize: PersonalizeConfig
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    dlq: DlqConfig = Field(default_factory=DlqConfig)
+    shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier wins: explicit kwargs, then PKC_* variables, then the YAML file.
+        yaml_data, env = _LOAD.get()
+        yaml_source = InitSettingsSource(settings_cls, yaml_data)
+        return init_settings, _MappingEnvSource(settings_cls, env), yaml_source
+
+    def redacted(self) -> dict[str, Any]:
+        """A JSON-ready dump for logging: SecretStr fields and credential-looking Kafka properties masked."""
+        dumped = self.model_dump(mode="json")  # SecretStr dumps as "**********" in JSON mode
+        dumped["kafka"]["config"] = self.kafka.redacted_config()
+        return dumped
+
+
+def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the YAML file (if any), apply PKC_* overrides from `env` (default os.environ), validate."""
+    data = _read_yaml(Path(path)) if path is not None else {}
+    token = _LOAD.set((data, env))
+    try:
+        return Settings()  # type: ignore[call-arg]  # required sections come from the sources
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        _LOAD.reset(token)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (kafka:, personalize:, ...), "
+                          f"not a {type(data).__name__}")
+    return data
+
+
+# ---- error messages -------------------------------------------------------------------------------
+
+
+def _describe(exc: ValidationError, path: str | Path | None) -> str:
+    where = f" in {path}" if path is not None else ""
+    lines = [f"invalid configuration{where} ({exc.error_count()} problem(s)):"]
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        field = _field_at(loc)
+        key = _dotted(loc)
+        if error["type"] == "extra_forbidden":
+            keys = ", ".join(_allowed_keys(loc[:-1]))
+            lines.append(f"  {key}: unknown key; allowed keys here: {keys}")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        # Literal errors already list the choices.
+        allowed = _allowed_values(field) if field is not None and error["type"] != "literal_error" else None
+        if allowed:
+            message += f" (allowed: {allowed})"
+        if field is not None and not _is_secret(field) and isinstance(error.get("input"), str | int | float):
+            message += f"; got {error['input']!r}"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: list[str]) -> str:
+    # Drop pydantic's union/type tags ("function-after[...]", "str", "int") from the path.
+    parts = [p for p in loc if not ("[" in p or p in {"str", "int", "float", "bool", "list", "dict"})]
+    return ".".join(parts) or "(top level)"
+
+
+def _field_at(loc: list[str]) -> FieldInfo | None:
+    model: type[BaseModel] | None = Settings
+    field: FieldInfo | None = None
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return field if part.isdigit() or "[" in part else None
+        field = model.model_fields[part]
+        model = _model_in(field.annotation)
+    return field
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] | None = Settings
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return []
+        model = _model_in(model.model_fields[part].annotation)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _allowed_values(field: FieldInfo) -> str | None:
+    """'confluent | kafka-python', '1..10', '> 0' from the field's Literal or numeric constraints."""
+    literal = _literal_args(field.annotation)
+    if literal:
+        return " | ".join(repr(v) for v in literal)
+    lo: str | None = None
+    hi: str | None = None
+    for meta in [*field.metadata, *_nested_metadata(field.annotation)]:
+        if isinstance(meta, annotated_types.Ge):
+            lo = f"{meta.ge}.."
+        elif isinstance(meta, annotated_types.Gt):
+            lo = f"> {meta.gt}"
+        elif isinstance(meta, annotated_types.Le):
+            hi = f"{meta.le}"
+        elif isinstance(meta, annotated_types.MinLen) and meta.min_length:
+            lo = f"length {meta.min_length}.."
+        elif isinstance(meta, annotated_types.MaxLen):
+            hi = f"{meta.max_length}"
+    if lo and hi:
+        return f"{lo}{hi}" if lo.endswith("..") else f"{lo}, <= {hi}"
+    if lo:
+        return lo.removesuffix("..").join(("", " or more")) if lo.endswith("..") else lo
+    return f"at most {hi}" if hi else None
+
+
+def _literal_args(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    for arg in get_args(annotation):
+        found = _literal_args(arg)
+        if found:
+            return found
+    return ()
+
+
+def _nested_metadata(annotation: Any) -> list[Any]:
+    # `Annotated[int, Field(...)] | None` keeps its constraints inside the union member.
+    out: list[Any] = []
+    for arg in get_args(annotation):
+        for meta in getattr(arg, "__metadata__", ()):
+            out.extend(meta.metadata if isinstance(meta, FieldInfo) else [meta])
+    return out
+
+
+def _is_secret(field: FieldInfo) -> bool:
+    return "SecretStr" in repr(field.annotation)

@@ -1,0 +1,254 @@
+"""dict -> PutEvents Event + SessionKey, checked against the API's limits before a call is spent on it.
+
+Field paths are compiled once per mapper. Validation has two tiers: a fast check with the limits read
+from botocore's service model (connector.api_model) that passes almost every real event, and, when it
+has any doubt, the full model-driven `check_event`, whose messages are what the dead letter carries.
+The fast check may only say "certainly valid"; it never rejects, so api_model stays the one authority.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from botocore.model import ListShape, Shape, StructureShape
+
+from connector import api_model
+from connector.config import MappingConfig
+from connector.records import Event, InvalidEvent, SessionKey, SourceRecord
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# Fixed namespace of the ids derived from a record's position, uuid5(namespace, "topic/partition/offset").
+# A replay of the same record yields the same eventId, so Personalize sees the same event, not a new one.
+EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:personalize-kafka-connector:event-id")
+
+Getter = Callable[[Mapping[str, Any]], Any]
+
+
+def derived_event_id(source: SourceRecord) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{source.topic}/{source.partition}/{source.offset}"))
+
+
+def compile_path(path: str | None) -> Getter:
+    """A getter for a dotted path; a missing key or a non-record on the way yields None."""
+    if path is None:
+        return lambda record: None
+    parts = path.split(".")
+    if len(parts) == 1:
+        key = parts[0]
+        return lambda record: record.get(key)
+
+    def get(record: Mapping[str, Any]) -> Any:
+        value: Any = record
+        for part in parts:
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(part)
+        return value
+
+    return get
+
+
+class _Limits:
+    """The limits the fast check needs, read once from botocore's model via api_model."""
+
+    def __init__(self) -> None:
+        event_shape = _event_shape()
+        self.strings: dict[str, tuple[int, int]] = {}
+        for name, shape in event_shape.members.items():
+            if shape.type_name == "string":
+                self.strings[name] = (shape.metadata.get("min", 0), shape.metadata["max"])
+        impression = event_shape.members["impression"]
+        assert isinstance(impression, ListShape)
+        self.impression_items = impression.metadata["max"]
+        self.impression_item = (impression.member.metadata.get("min", 0), impression.member.metadata["max"])
+        source = _member(event_shape, "metricAttribution", "eventAttributionSource")
+        self.attribution_max: int = source.metadata["max"]
+        self.attribution_pattern = re.compile(source.metadata["pattern"])
+        self.session = {
+            name: (api_model.limit("PutEvents", name, key="min"), api_model.limit("PutEvents", name))
+            for name in ("trackingId", "sessionId", "userId")
+        }
+
+
+def _event_shape() -> StructureShape:
+    request = api_model.operation("PutEvents").input_shape
+    assert request is not None
+    events = request.members["eventList"]
+    assert isinstance(events, ListShape) and isinstance(events.member, StructureShape)
+    return events.member
+
+
+def _member(shape: StructureShape, *path: str) -> Shape:
+    current: Shape = shape
+    for name in path:
+        assert isinstance(current, StructureShape)
+        current = current.members[name]
+    return current
+
+
+class EventMapper:
+    """Maps decoded records to PutEvents events according to a MappingConfig."""
+
+    def __init__(self, mapping: MappingConfig, default_tracking_id: str) -> None:
+        self._default_tracking_id = default_tracking_id
+        self._event_type_default = mapping.event_type_default
+        self._event_id = compile_path(mapping.event_id)
+        self._tracking_id = compile_path(mapping.tracking_id)
+        self._session_id = compile_path(mapping.session_id)
+        self._user_id = compile_path(mapping.user_id)
+        self._event_type = compile_path(mapping.event_type)
+        self._event_value = compile_path(mapping.event_value)
+        self._item_id = compile_path(mapping.item_id)
+        self._sent_at = compile_path(mapping.sent_at)
+        self._recommendation_id = compile_path(mapping.recommendation_id)
+        self._impression = compile_path(mapping.impression)
+        self._attribution = compile_path(mapping.event_attribution_source)
+        self._properties = compile_path(mapping.properties)
+        self._property_fields = [(p.rsplit(".", 1)[-1], compile_path(p)) for p in mapping.property_fields]
+        self._limits = _Limits()
+
+    def to_event(self, record: Mapping[str, Any], source: SourceRecord) -> Event:
+        key = SessionKey(
+            tracking_id=_id(self._tracking_id(record), "trackingId") or self._default_tracking_id,
+            session_id=_id(self._session_id(record), "sessionId") or "",
+            user_id=_id(self._user_id(record), "userId") or None,  # None or "": an anonymous session
+        )
+        body: dict[str, Any] = {
+            "eventId": _id(self._event_id(record), "eventId") or derived_event_id(source),
+            "eventType": _id(self._event_type(record), "eventType") or self._event_type_default,
+            "sentAt": _sent_at(self._sent_at(record)),
+        }
+        value = self._event_value(record)
+        if value is not None:
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise InvalidEvent(f"eventValue: expected a number, got {type(value).__name__}")
+            body["eventValue"] = float(value)
+        item_id = _id(self._item_id(record), "itemId")
+        if item_id is not None:
+            body["itemId"] = item_id
+        properties = self._collect_properties(record)
+        if properties:
+            try:
+                body["properties"] = json.dumps(properties, separators=(",", ":"))
+            except (TypeError, ValueError) as exc:
+                raise InvalidEvent(f"properties: cannot be written as JSON ({exc})") from None
+        recommendation_id = _id(self._recommendation_id(record), "recommendationId")
+        if recommendation_id is not None:
+            body["recommendationId"] = recommendation_id
+        impression = self._impression(record)
+        if impression:  # an empty list means "not sent" (the API's minimum is 1 item)
+            body["impression"] = list(impression) if isinstance(impression, list | tuple) else impression
+        attribution = self._attribution(record)
+        if attribution is not None:
+            body["metricAttribution"] = {"eventAttributionSource": attribution}
+        if not self._certainly_valid(key, body, properties):
+            self._validate(key, body)
+        return Event(key=key, body=body, record=source)
+
+    def _collect_properties(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        found = self._properties(record)
+        if found is not None and not isinstance(found, Mapping):
+            raise InvalidEvent(f"properties: expected a map, got {type(found).__name__}")
+        properties = dict(found) if found else {}
+        for name, get in self._property_fields:
+            value = get(record)
+            if value is not None:
+                properties[name] = value
+        return properties
+
+    def _certainly_valid(self, key: SessionKey, body: dict[str, Any], properties: dict[str, Any]) -> bool:
+        """True only when every rule is certainly met; False means "ask check_event"."""
+        limits = self._limits
+        session = {"trackingId": key.tracking_id, "sessionId": key.session_id, "userId": key.user_id}
+        for name, (lo, hi) in limits.session.items():
+            value = session[name]
+            if value is not None and not lo <= len(value) <= hi:
+                return False
+        if not isinstance(body["eventType"], str) or not isinstance(body["sentAt"], dt.datetime):
+            return False
+        size = 64  # braces, quotes, commas, the sentAt number
+        for name, value in body.items():
+            size += len(name) + 6
+            if isinstance(value, str):
+                lo, hi = limits.strings[name]
+                # ASCII text grows at most 6x when JSON-escaped (\u00XX); other text needs the exact check.
+                if not lo <= len(value) <= hi or not value.isascii():
+                    return False
+                size += 6 * len(value)
+            elif name == "impression":
+                lo, hi = limits.impression_item
+                if not isinstance(value, list) or len(value) > limits.impression_items:
+                    return False
+                for item in value:
+                    if not isinstance(item, str) or not lo <= len(item) <= hi or not item.isascii():
+                        return False
+                    size += 6 * len(item) + 3
+            elif name == "metricAttribution":
+                source = value["eventAttributionSource"]
+                if not isinstance(source, str) or len(source) > limits.attribution_max:
+                    return False
+                if not limits.attribution_pattern.search(source):
+                    return False
+                size += 6 * len(source) + 30
+        if size > api_model.MAX_EVENT_BYTES:
+            return False
+        return not any(k.lower() in api_model.RESERVED_PROPERTY_KEYS for k in properties)
+
+    def _validate(self, key: SessionKey, body: dict[str, Any]) -> None:
+        problems = [_without_prefix(str(v)) for v in api_model.check_event(body, path="event")]
+        for name, value in (("trackingId", key.tracking_id), ("sessionId", key.session_id),
+                            ("userId", key.user_id)):
+            lo, hi = self._limits.session[name]
+            if value is None:
+                continue
+            if value == "" and name != "userId":
+                problems.append(f"{name}: is required")
+            elif len(value) < lo:
+                problems.append(f"{name}: has {len(value)} characters; the minimum is {lo}")
+            elif len(value) > hi:
+                problems.append(f"{name}: has {len(value)} characters; the maximum is {hi}")
+        if problems:
+            raise InvalidEvent("; ".join(problems))
+
+
+def _without_prefix(message: str) -> str:
+    # check_event names fields "event.properties"; the dead letter should say "properties".
+    return message.removeprefix("event.")
+
+
+def _id(value: Any, name: str) -> str | None:
+    """Identifier-like fields: strings as they are, integers as decimal strings (schemas with long ids)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidEvent(f"{name}: expected a string, got {type(value).__name__}")
+
+
+def _sent_at(value: Any) -> dt.datetime:
+    """An aware UTC datetime with exactly millisecond precision (what PutEvents keeps).
+
+    An integer is epoch milliseconds, the Avro timestamp-millis convention (fastavro hands over a
+    datetime when the schema declares the logical type, a plain long when it does not). Seconds are
+    deliberately not guessed at: a long that is really seconds would land in January 1970.
+    """
+    if isinstance(value, dt.datetime):
+        when: dt.datetime = value
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if when.microsecond % 1000:
+            when = when.replace(microsecond=when.microsecond - when.microsecond % 1000)
+        return when
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return EPOCH + dt.timedelta(milliseconds=value)  # integer arithmetic: no float rounding
+        except OverflowError:
+            raise InvalidEvent(f"sentAt: {value} ms is outside the representable dates") from None
+    if value is None:
+        raise InvalidEvent("sentAt: is required")
+    raise InvalidEvent(f"sentAt: expected epoch milliseconds or a timestamp, got {type(value).__name__}")
