@@ -1,0 +1,133 @@
+"""`connector.produce` against the real local Kafka broker and schema registry.
+
+Produces sample traffic (with bad records) to a fresh topic, reads it back with a plain consumer
+and confluent-kafka's AvroDeserializer, and checks every record arrived as generated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from connector.produce import produce
+from connector.workload import INVALID_EVENT_KINDS, UNDECODABLE_KINDS, SampleRecord, generate
+
+pytestmark = pytest.mark.integration
+
+N_EVENTS = 2_000
+BAD_RATIO = 0.05
+
+
+def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[Any]:
+    import time
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-produce-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=1_000, timeout=1.0):
+                if msg.error() is not None:
+                    raise AssertionError(f"consume error: {msg.error()}")
+                messages.append(msg)
+        # Anything beyond `expected` would be a duplicate (idempotence is on): linger a moment.
+        messages.extend(m for m in consumer.consume(num_messages=1_000, timeout=1.0) if m.error() is None)
+    finally:
+        consumer.close()
+    return messages
+
+
+def _expected_decoded(value: dict[str, Any]) -> dict[str, Any]:
+    """What the deserializer returns for a generated event: timestamp-millis comes back as datetime."""
+    out = dict(value)
+    out["sentAt"] = dt.datetime.fromtimestamp(value["sentAt"] / 1000, tz=dt.UTC)
+    return out
+
+
+def test_produced_traffic_reads_back_as_generated(
+    stack: Any, new_topic: Callable[..., str], registry_client: Any
+) -> None:
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    topic = new_topic(partitions=3)
+    records = list(generate(N_EVENTS, None, seed=2024, bad_ratio=BAD_RATIO))
+    expected_bad = Counter(r.bad_kind for r in records if r.bad_kind is not None)
+    assert set(expected_bad) >= UNDECODABLE_KINDS  # the seed exercises every undecodable kind
+
+    summary = produce(records, stack.bootstrap, stack.registry_url, topic, progress=False)
+
+    assert summary.produced == N_EVENTS
+    assert summary.bad == dict(expected_bad)
+    assert summary.good == N_EVENTS - sum(expected_bad.values())
+    assert summary.sessions == len({r.session_id for r in records})
+    assert registry_client.get_latest_version(f"{topic}-value").schema_id == summary.schema_id
+
+    messages = _consume_all(stack.bootstrap, topic, N_EVENTS)
+    assert len(messages) == N_EVENTS
+
+    # Kafka orders records per partition only; the key (sessionId) pins a session to one partition,
+    # so per session the consumed order must equal the generated order.
+    sent: dict[bytes, list[SampleRecord]] = defaultdict(list)
+    for r in records:
+        sent[r.key].append(r)
+    received: dict[bytes, list[Any]] = defaultdict(list)
+    partitions: dict[bytes, set[int]] = defaultdict(set)
+    for m in messages:
+        received[m.key()].append(m)
+        partitions[m.key()].add(m.partition())
+    assert received.keys() == sent.keys()
+    assert all(len(p) == 1 for p in partitions.values())
+    assert len({p for ps in partitions.values() for p in ps}) == 3  # sessions spread over partitions
+
+    deserialize = AvroDeserializer(registry_client, conf={"subject.name.strategy.type": "TOPIC"})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    seen_bad: Counter[str] = Counter()
+    for key, generated in sent.items():
+        got = received[key]
+        assert len(got) == len(generated)
+        for record, msg in zip(generated, got, strict=True):
+            assert msg.key() == record.session_id.encode()
+            if record.bad_kind in UNDECODABLE_KINDS:
+                with pytest.raises(Exception):  # noqa: B017 - magic byte, unknown id, EOF alike
+                    deserialize(msg.value(), ctx)
+                seen_bad[record.bad_kind] += 1
+                continue
+            decoded = deserialize(msg.value(), ctx)
+            assert isinstance(decoded, dict) and record.value is not None
+            expected = _expected_decoded(record.value)
+            # eventValue is an Avro float (32-bit): compare approximately, everything else exactly.
+            if expected["eventValue"] is not None:
+                assert decoded["eventValue"] == pytest.approx(expected["eventValue"], rel=1e-6)
+                expected["eventValue"] = decoded["eventValue"]
+            assert decoded == expected
+            if record.bad_kind in INVALID_EVENT_KINDS:
+                seen_bad[record.bad_kind] += 1
+                # Valid Avro, but breaking the PutEvents rule its label names.
+                if record.bad_kind == "missing-session":
+                    assert decoded["sessionId"] == ""
+                elif record.bad_kind == "reserved-property":
+                    assert "userId" in decoded["properties"]
+                elif record.bad_kind == "too-many-impressions":
+                    assert len(decoded["impression"]) == 26
+                elif record.bad_kind == "long-recommendation-id":
+                    assert len(decoded["recommendationId"]) == 41
+            else:
+                assert decoded["sessionId"] == record.session_id
+                assert len(decoded["impression"]) <= 25
+    assert seen_bad == expected_bad
