@@ -4,4 +4,5 @@ Fixture modules live in tests/fixtures/ (on sys.path via pyproject's pytest `pyt
 """
 
 from fixtures.emulator import *  # noqa: F403
+from fixtures.pipeline import *  # noqa: F403
 from fixtures.stack import *  # noqa: F403
