@@ -17,6 +17,7 @@ from connector.decode.base import RegistryUnavailable
 from connector.dlq import ConfluentDeadLetterWriter
 from connector.events import EventMapper
 from connector.logs import configure_logging
+from connector.observability import Metrics, ObservabilityServer
 from connector.ratelimit import AdaptiveRateLimiter
 from connector.sink import PutEventsSink, make_client
 from connector.source.confluent import ConfluentSource, consumer_config
@@ -46,8 +47,9 @@ def registry_client(settings: Settings) -> Any:
     return SchemaRegistryClient(conf)
 
 
-def build_worker(settings: Settings) -> Worker:
+def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     k, b, p = settings.kafka, settings.batching, settings.personalize
+    metrics = metrics or Metrics()
     if k.client != "confluent":
         raise ConfigError(f"kafka.client: {k.client!r} is not available yet; allowed: 'confluent'")
     source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, k.config))
@@ -57,6 +59,7 @@ def build_worker(settings: Settings) -> Worker:
     sink = PutEventsSink(
         make_client(p.region, p.endpoint_url, max_pool_connections=b.max_in_flight_calls),
         AdaptiveRateLimiter(p.max_requests_per_second),
+        metrics=metrics,
     )
     return Worker(
         WorkerSettings(
@@ -77,6 +80,7 @@ def build_worker(settings: Settings) -> Worker:
         sink=sink,
         dead_letters=dead_letters,
         max_in_flight_calls=b.max_in_flight_calls,
+        metrics=metrics,
     )
 
 
@@ -100,6 +104,14 @@ def run_from_cli(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    code = worker.run(args.exit_when_idle)
-    log.info("summary %s", json.dumps(worker.stats.as_dict()))
+    server = None
+    if settings.observability.metrics_port:
+        server = ObservabilityServer(worker.metrics, worker.health, port=settings.observability.metrics_port).start()
+        log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", server.port)
+    try:
+        code = worker.run(args.exit_when_idle)
+    finally:
+        if server is not None:
+            server.stop()
+    log.info("summary %s", json.dumps(worker.summary()))
     return code

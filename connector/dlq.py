@@ -19,10 +19,14 @@ DoneCallback = Callable[[SourceRecord, Exception | None], None]
 
 
 def error_headers(record: SourceRecord, error: RecordError) -> list[tuple[str, bytes]]:
-    """Original headers followed by the pkc.* context headers."""
+    """Original headers followed by the pkc.* context headers.
+
+    A record that fails again after a replay from the dead-letter topic carries the context of
+    its latest failure only; its original headers are kept.
+    """
     message = error.message.encode("utf-8", "replace")[:MAX_MESSAGE_BYTES]
     return [
-        *record.headers,
+        *((k, v) for k, v in record.headers if not k.startswith("pkc.")),
         ("pkc.error.stage", error.stage.encode()),
         ("pkc.error.class", error.error_class.encode()),
         ("pkc.error.message", message),

@@ -73,6 +73,13 @@ class OffsetTracker:
     def total_in_flight(self) -> int:
         return sum(len(s.pending) - len(s.done_above) for s in self._partitions.values())
 
+    def lag(self, tp: TopicPartition) -> int:
+        """How many offsets the watermark trails the last polled one by (commit lag of the partition)."""
+        state = self._partitions.get(tp)
+        if state is None or not state.pending or state.next_offset is None:
+            return 0
+        return state.next_offset - state.pending[0]
+
     def delivered_above_watermark(self, tp: TopicPartition) -> list[int]:
         """Offsets already done but not committable yet (what a crash would send twice)."""
         state = self._partitions.get(tp)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +21,7 @@ from typing import Any
 import botocore.exceptions
 from botocore.config import Config
 
+from connector.observability import Metrics
 from connector.ratelimit import AdaptiveRateLimiter
 from connector.records import Batch, Event, RejectedBySink
 
@@ -122,8 +124,10 @@ class PutEventsSink:
         systemic_backoff: Backoff | None = None,
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
+        self.metrics = metrics or Metrics()
         self._limiter = limiter
         self._backoff = backoff or Backoff()
         self._systemic_backoff = systemic_backoff or Backoff(base_s=1.0, cap_s=30.0)
@@ -155,6 +159,9 @@ class PutEventsSink:
                 outcome.abandoned.extend(events)
                 return
             outcome.calls += 1
+            if attempt:
+                self.metrics.retries.inc()
+            started = time.perf_counter()
             try:
                 params: dict[str, Any] = {
                     "trackingId": batch.key.tracking_id,
@@ -165,7 +172,9 @@ class PutEventsSink:
                     params["userId"] = batch.key.user_id
                 self._client.put_events(**params)
             except Exception as exc:
+                self.metrics.call_latency.observe(time.perf_counter() - started)
                 failure = classify(exc)
+                self.metrics.calls.labels(failure.value).inc()
                 outcome.failures[failure] = outcome.failures.get(failure, 0) + 1
                 if failure is Failure.INVALID:
                     self._clear_systemic()
@@ -185,6 +194,9 @@ class PutEventsSink:
                     outcome.abandoned.extend(events)
                     return
                 continue
+            self.metrics.call_latency.observe(time.perf_counter() - started)
+            self.metrics.calls.labels("ok").inc()
+            self.metrics.events_per_call.observe(len(events))
             self._clear_systemic()
             outcome.delivered.extend(events)
             return

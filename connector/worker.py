@@ -16,11 +16,13 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterWriter
+from connector.observability import Health, Metrics
 from connector.offsets import OffsetTracker
 from connector.records import Batch, Event, RecordError, SessionKey, SourceRecord, TopicPartition
 from connector.sink import PutEventsSink, SendOutcome
@@ -50,27 +52,8 @@ class WorkerSettings:
     # Exceptions from the decoder that mean "try again later" rather than "bad record".
     retryable_decode_errors: tuple[type[BaseException], ...] = ()
     decode_retry_backoff_s: float = 5.0
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    records_consumed: int = 0
-    events_delivered: int = 0
-    calls: int = 0
-    dead_letters: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    rebalances: int = 0
-    commits: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "records_consumed": self.records_consumed,
-            "events_delivered": self.events_delivered,
-            "calls": self.calls,
-            "dead_letters": sum(self.dead_letters.values()),
-            "dead_letters_by_reason": {f"{s}/{c}": n for (s, c), n in sorted(self.dead_letters.items())},
-            "rebalances": self.rebalances,
-            "commits": self.commits,
-        }
+    # Read each listed partition only below this offset, then stop (dead-letter replay, batch jobs).
+    stop_at: dict[TopicPartition, int] | None = None
 
 
 class FatalError(Exception):
@@ -90,6 +73,8 @@ class Worker:
         dead_letters: DeadLetterWriter | None,
         max_in_flight_calls: int,
         tracker: OffsetTracker | None = None,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -118,7 +103,8 @@ class Worker:
         self._fatal: str | None = None
         self._last_commit = clock()
         self._last_activity = clock()
-        self.stats = WorkerStats()
+        self.metrics = metrics or Metrics()
+        self.health = health or Health()
 
     # ----------------------------------------------------------------- control
 
@@ -139,11 +125,15 @@ class Worker:
     def run(self, exit_when_idle_s: float | None = None) -> int:
         """Run until stopped; returns the process exit code (0 after a clean drain)."""
         self._source.subscribe(self.settings.topics, self)
+        self.health.started = True
         try:
             while not self._stop.is_set() and self._fatal is None:
                 self._turn()
                 if exit_when_idle_s is not None and self._idle_for() >= exit_when_idle_s:
                     log.info("idle for %.1fs with everything committed; stopping", exit_when_idle_s)
+                    break
+                if self.settings.stop_at is not None and self._reached_stop_offsets():
+                    log.info("reached the stop offsets with everything committed; stopping")
                     break
         except FatalError as exc:
             self._fatal = str(exc)
@@ -154,8 +144,12 @@ class Worker:
             return 1
         return 0
 
+    def summary(self) -> dict[str, Any]:
+        return self.metrics.summary()
+
     def _turn(self) -> None:
         now = self._clock()
+        self.health.last_turn = now
         backpressured = self._reconcile_pauses(now)
         if backpressured or not self._completions.empty():
             timeout = 0.0
@@ -182,11 +176,13 @@ class Worker:
         retryable = self.settings.retryable_decode_errors
         rewound: set[TopicPartition] = set()
         now = self._clock()
-        self.stats.records_consumed += len(records)
+        consumed: dict[str, int] = defaultdict(int)
+        stop_at = self.settings.stop_at
         for record in records:
             tp = record.tp
-            if tp in rewound:
+            if tp in rewound or (stop_at is not None and record.offset >= stop_at.get(tp, 0)):
                 continue
+            consumed[record.topic] += 1
             tracker.track(tp, record.offset)
             self._bytes[tp] += len(record.value or b"")
             try:
@@ -204,6 +200,8 @@ class Worker:
             full = batcher.add(event, now)
             if full is not None:
                 self._submit(full)
+        for topic, n in consumed.items():
+            self.metrics.records_consumed.labels(topic).inc(n)
 
     # ----------------------------------------------------------------- sink side
 
@@ -238,7 +236,6 @@ class Worker:
 
     def _complete(self, outcome: SendOutcome, epochs: dict[TopicPartition, int]) -> None:
         self._calls_in_flight -= 1
-        self.stats.calls += outcome.calls
         key = outcome.batch.key
         self._busy_sessions.discard(key)
         waiting = self._waiting.get(key)
@@ -251,10 +248,16 @@ class Worker:
             tp = event.record.tp
             return tp in self._assigned and epochs.get(tp) == self._epoch[tp]
 
+        delivered = 0
+        wall_now = time.time()
+        observe_e2e = self.metrics.end_to_end_latency.observe
         for event in outcome.delivered:
             if current(event):
-                self.stats.events_delivered += 1
+                delivered += 1
                 self._leave(event.record)
+                if event.record.timestamp_ms:
+                    observe_e2e(max(0.0, wall_now - event.record.timestamp_ms / 1000))
+        self.metrics.events_delivered.inc(delivered)
         for event, error in outcome.rejected:
             if current(event):
                 self._dead_letter(event.record, error)
@@ -280,7 +283,7 @@ class Worker:
                 "this record; configure dlq.topic or fix the record."
             )
         epoch = self._epoch[record.tp]
-        self.stats.dead_letters[(error.stage, error.error_class)] += 1
+        self.metrics.dead_letters.labels(error.stage, error.error_class).inc()
 
         def done(rec: SourceRecord, err: Exception | None) -> None:
             if err is not None:
@@ -306,10 +309,13 @@ class Worker:
         except CommitFailed as exc:
             # Nothing is lost: the same (or a later) watermark is committed next time.
             log.warning("commit failed, will retry: %s", exc)
+            self.metrics.commits.labels("failed").inc()
             return
-        self.stats.commits += 1
+        self.metrics.commits.labels("ok").inc()
         for tp, offset in offsets.items():
             self._tracker.mark_committed(tp, offset)
+        for tp in self._assigned:
+            self.metrics.watermark_lag.labels(tp.topic, str(tp.partition)).set(self._tracker.lag(tp))
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         """Give up on `offset` and everything after it in `tp`; read them again later."""
@@ -342,7 +348,25 @@ class Worker:
         if self._paused - want:
             self._source.resume(sorted((self._paused - want) & self._assigned, key=str))
         self._paused = want
+        m, h = self.metrics, self.health
+        m.records_buffered.set(buffered)
+        m.bytes_buffered.set(buffered_bytes)
+        m.partitions_assigned.set(len(self._assigned))
+        m.partitions_paused.set(len(want))
+        h.systemic_error = self._sink.systemic_error
+        h.assigned = len(self._assigned)
+        m.systemic_failure.set(0 if h.systemic_error is None else 1)
         return hold_all and bool(self._assigned)
+
+    def _reached_stop_offsets(self) -> bool:
+        assert self.settings.stop_at is not None
+        if self._idle_for() == 0.0:
+            return False
+        for tp, limit in self.settings.stop_at.items():
+            mark = self._tracker.watermark(tp)
+            if mark is None or mark < limit:
+                return False
+        return True
 
     def _idle_for(self) -> float:
         busy = (
@@ -362,7 +386,7 @@ class Worker:
 
     def on_assigned(self, tps: list[TopicPartition]) -> None:
         log.info("assigned %s", ", ".join(map(str, tps)) or "nothing")
-        self.stats.rebalances += 1
+        self.metrics.rebalances.labels("assigned").inc()
         self._last_activity = self._clock()
         for tp in tps:
             self._epoch[tp] += 1
@@ -373,7 +397,7 @@ class Worker:
     def on_revoked(self, tps: list[TopicPartition]) -> None:
         """Flush and commit what we can of the revoked partitions within a bounded wait."""
         log.info("revoking %s", ", ".join(map(str, tps)))
-        self.stats.rebalances += 1
+        self.metrics.rebalances.labels("revoked").inc()
         revoked = set(tps) & self._assigned
         for batch in self._batcher.flush_partitions(revoked):
             self._submit(batch)
@@ -388,7 +412,7 @@ class Worker:
     def on_lost(self, tps: list[TopicPartition]) -> None:
         """Another member owns these now: committing would overwrite its progress."""
         log.warning("lost %s without a clean revoke; dropping their state", ", ".join(map(str, tps)))
-        self.stats.rebalances += 1
+        self.metrics.rebalances.labels("lost").inc()
         self._drop(set(tps))
 
     def _drop(self, tps: set[TopicPartition]) -> None:
@@ -409,11 +433,14 @@ class Worker:
             self._paused.discard(tp)
             self._backoff_until.pop(tp, None)
             self._bytes.pop(tp, None)
+            with suppress(KeyError):  # no series yet if we never committed this partition
+                self.metrics.watermark_lag.remove(tp.topic, str(tp.partition))
 
     # ----------------------------------------------------------------- shutdown
 
     def _drain_and_close(self) -> None:
         """Deliver what is buffered within the grace period, commit, leave the group."""
+        self.health.stopping = True
         deadline = self._clock() + self.settings.grace_period_s
         try:
             if self._fatal is None:

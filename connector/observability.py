@@ -1,0 +1,156 @@
+"""Prometheus metrics and the /healthz, /readyz endpoints, served on one port.
+
+Metric updates happen at batch granularity on the hot path (one `inc(len(records))` per poll, one
+observation per call), so instrumentation stays a small fraction of the per-event cost.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+# Events per call: the API allows 1..10; these buckets give one bucket per possible size.
+_EVENTS_PER_CALL_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_E2E_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800)
+
+
+class Metrics:
+    """The connector's metrics, in their own registry (several workers can share a process)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.records_consumed = Counter("pkc_records_consumed", "Records polled from Kafka", ["topic"], registry=r)
+        self.events_delivered = Counter("pkc_events_delivered", "Events accepted by PutEvents", registry=r)
+        self.calls = Counter(
+            "pkc_put_events_calls", "PutEvents calls by outcome (ok, throttled, invalid, transient, systemic)",
+            ["outcome"], registry=r,
+        )
+        self.retries = Counter("pkc_put_events_retries", "PutEvents calls repeated after a failure", registry=r)
+        self.dead_letters = Counter(
+            "pkc_dead_letters", "Records written to the dead-letter topic", ["stage", "error_class"], registry=r
+        )
+        self.events_per_call = Histogram(
+            "pkc_events_per_call", "Events carried by each successful PutEvents call",
+            buckets=_EVENTS_PER_CALL_BUCKETS, registry=r,
+        )
+        self.call_latency = Histogram(
+            "pkc_put_events_call_seconds", "Latency of one PutEvents call", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.end_to_end_latency = Histogram(
+            "pkc_end_to_end_latency_seconds", "From the Kafka record timestamp to delivery at PutEvents",
+            buckets=_E2E_BUCKETS, registry=r,
+        )
+        self.records_buffered = Gauge(
+            "pkc_records_buffered", "Records polled but not yet delivered or dead-lettered", registry=r
+        )
+        self.bytes_buffered = Gauge("pkc_bytes_buffered", "Bytes of the buffered records", registry=r)
+        self.partitions_assigned = Gauge("pkc_partitions_assigned", "Partitions owned by this worker", registry=r)
+        self.partitions_paused = Gauge("pkc_partitions_paused", "Assigned partitions currently paused", registry=r)
+        self.watermark_lag = Gauge(
+            "pkc_commit_watermark_lag", "Records polled but not committable yet, per partition",
+            ["topic", "partition"], registry=r,
+        )
+        self.rebalances = Counter("pkc_rebalances", "Assignments, revocations and losses", ["kind"], registry=r)
+        self.commits = Counter("pkc_commits", "Offset commits by result", ["result"], registry=r)
+        self.systemic_failure = Gauge(
+            "pkc_systemic_failure", "1 while PutEvents fails for a systemic reason (consumption paused)", registry=r
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Totals for the end-of-run log line, the demo and tests, read back from the metrics."""
+        def total(name: str) -> float:
+            return sum(
+                sample.value
+                for metric in self.registry.collect()
+                for sample in metric.samples
+                if sample.name == name
+            )
+
+        by_reason: dict[str, int] = {}
+        for metric in self.registry.collect():
+            for sample in metric.samples:
+                if sample.name == "pkc_dead_letters_total" and sample.value:
+                    by_reason[f"{sample.labels['stage']}/{sample.labels['error_class']}"] = int(sample.value)
+        return {
+            "records_consumed": int(total("pkc_records_consumed_total")),
+            "events_delivered": int(total("pkc_events_delivered_total")),
+            "calls": int(total("pkc_put_events_calls_total")),
+            "retries": int(total("pkc_put_events_retries_total")),
+            "dead_letters": sum(by_reason.values()),
+            "dead_letters_by_reason": dict(sorted(by_reason.items())),
+            "rebalances": int(total("pkc_rebalances_total")),
+            "commits": int(total("pkc_commits_total")),
+        }
+
+
+@dataclass(slots=True)
+class Health:
+    """What the probes report; the worker updates it from its loop."""
+
+    last_turn: float = 0.0
+    started: bool = False
+    stopping: bool = False
+    systemic_error: str | None = None
+    assigned: int = 0
+    liveness_timeout_s: float = 120.0
+
+    def live(self, now: float) -> tuple[bool, dict[str, Any]]:
+        age = now - self.last_turn if self.last_turn else 0.0
+        return age < self.liveness_timeout_s, {"loop_age_s": round(age, 3)}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        ok = self.started and not self.stopping and self.systemic_error is None
+        return ok, {
+            "started": self.started,
+            "stopping": self.stopping,
+            "assigned_partitions": self.assigned,
+            "systemic_error": self.systemic_error,
+        }
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # probes every few seconds would flood the logs
+
+
+class ObservabilityServer:
+    """Serves /metrics, /healthz and /readyz from a daemon thread."""
+
+    def __init__(self, metrics: Metrics, health: Health, host: str = "0.0.0.0", port: int = 9400) -> None:
+        metrics_app = make_wsgi_app(metrics.registry)
+        clock: Callable[[], float] = time.monotonic
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path in ("/healthz", "/readyz"):
+                ok, detail = health.live(clock()) if path == "/healthz" else health.ready()
+                body = json.dumps({"ok": ok, **detail}).encode()
+                start_response("200 OK" if ok else "503 Service Unavailable",
+                               [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+                return [body]
+            if path == "/metrics":
+                result: Iterable[bytes] = metrics_app(environ, start_response)
+                return result
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: try /metrics, /healthz or /readyz\n"]
+
+        self._server: WSGIServer = make_server(host, port, app, handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="observability", daemon=True)
+
+    def start(self) -> ObservabilityServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
