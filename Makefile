@@ -1,0 +1,54 @@
+# Every target works from a fresh clone: the virtualenv is (re)built when pyproject.toml changes,
+# and scripts/local-stack fetches Kafka and the schema registry into the user's cache on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv test unit lint demo bench chart-test stack-up stack-down clean
+
+help:
+	@echo "make demo        local stack + emulator + sample traffic through the connector, then down"
+	@echo "make test        lint, unit, emulator and integration tests (real Kafka + registry)"
+	@echo "make lint        ruff + mypy"
+	@echo "make bench       benchmarks (not yet)"
+	@echo "make chart-test  Helm chart checks (not yet)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check connector tests
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+# One pytest run over everything; the stack fixture starts Kafka + Apicurio once (or reuses a
+# running one via KAFKA_BOOTSTRAP / SCHEMA_REGISTRY_URL) and stops what it started.
+test: lint
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	scripts/demo
+
+bench: $(STAMP)
+	@echo "make bench: not yet (see the benchmarks issue)"
+
+chart-test: $(STAMP)
+	@echo "make chart-test: not yet (see the Helm chart issue)"
+
+stack-up:
+	scripts/local-stack up
+
+stack-down:
+	scripts/local-stack down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
