@@ -39,18 +39,30 @@ def operation(name: str) -> OperationModel:
     return service_model().operation_model(name)
 
 
+def _input_shape(operation_name: str) -> StructureShape:
+    shape = operation(operation_name).input_shape
+    assert shape is not None, f"{operation_name} has no input"
+    return shape
+
+
 def _member(shape: Shape, *path: str) -> Shape:
+    """Walk member names; lists are stepped through, and "member" names a list's element itself."""
     for name in path:
         if isinstance(shape, ListShape):
             shape = shape.member
+            if name == "member":
+                continue
         assert isinstance(shape, StructureShape), f"{shape.name} has no member {name}"
         shape = shape.members[name]
     return shape
 
 
 def limit(operation_name: str, *path: str, key: str = "max") -> int:
-    """A numeric limit of a request member, e.g. limit("PutEvents", "eventList") == 10."""
-    shape = _member(operation(operation_name).input_shape, *path)
+    """A numeric limit of a request member, e.g. limit("PutEvents", "eventList") == 10.
+
+    limit("PutEvents", "eventList", "impression", "member") is the limit of each impression id.
+    """
+    shape = _member(_input_shape(operation_name), *path)
     value = shape.metadata.get(key)
     if not isinstance(value, int):
         raise KeyError(f"{operation_name}.{'.'.join(path)} has no {key!r} limit in the service model")
@@ -104,7 +116,7 @@ def _check_shape(shape: Shape, value: Any, path: str) -> Iterator[Violation]:
             return
         yield from _check_length(len(value), meta, path, "characters")
         pattern = meta.get("pattern")
-        if pattern and not re.search(pattern, value):
+        if pattern and not _pattern(pattern).search(value):
             yield Violation(path, f"does not match the pattern {pattern}")
     elif kind in ("float", "double", "integer", "long"):
         if not _is_number(value):
@@ -114,9 +126,17 @@ def _check_shape(shape: Shape, value: Any, path: str) -> Iterator[Violation]:
         # a caller may hold a datetime.
         if not (_is_number(value) or isinstance(value, dt.datetime)):
             yield Violation(path, f"expected epoch seconds, got {type(value).__name__}")
-    elif kind == "boolean":
-        if not isinstance(value, bool):
-            yield Violation(path, f"expected a boolean, got {type(value).__name__}")
+    elif kind == "boolean" and not isinstance(value, bool):
+        yield Violation(path, f"expected a boolean, got {type(value).__name__}")
+
+
+@functools.cache
+def _pattern(pattern: str) -> re.Pattern[str]:
+    # Model patterns are ECMA-262 regexes, where `$` matches only at the very end; Python's `$`
+    # also matches before a trailing newline, which would let "abc\n" through.
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + "\\Z"
+    return re.compile(pattern)
 
 
 def _check_length(n: int, meta: Mapping[str, Any], path: str, unit: str) -> Iterator[Violation]:
@@ -135,7 +155,7 @@ def check_properties_json(text: str, path: str, reserved: frozenset[str] = froze
     """`properties` is a string holding a flat JSON object (the service parses it)."""
     try:
         parsed = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         yield Violation(path, f"is not valid JSON ({exc.msg})")
         return
     if not isinstance(parsed, dict):
@@ -151,14 +171,16 @@ def _event_service_rules(event: Mapping[str, Any], path: str) -> Iterator[Violat
     props = event.get("properties")
     if isinstance(props, str):
         yield from check_properties_json(props, _join(path, "properties"), RESERVED_PROPERTY_KEYS)
-    size = len(json.dumps(event, default=str, separators=(",", ":")).encode())
+    # UTF-8 bytes of the compact JSON: with json's default ensure_ascii a non-ASCII character would
+    # count as a 6-byte \uXXXX escape and valid events with non-Latin text would be rejected.
+    size = len(json.dumps(event, default=str, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_EVENT_BYTES:
         yield Violation(path, f"is {size} bytes; the maximum event size is {MAX_EVENT_BYTES}")
 
 
 def check_event(event: Mapping[str, Any], path: str = "event") -> list[Violation]:
     """All rules for one PutEvents `Event`: model limits plus the documented service rules."""
-    shape = _member(operation("PutEvents").input_shape, "eventList")
+    shape = _member(_input_shape("PutEvents"), "eventList")
     assert isinstance(shape, ListShape)
     violations = list(_check_shape(shape.member, event, path))
     violations.extend(_event_service_rules(event, path))
@@ -171,7 +193,7 @@ _ENTRY_LISTS = {"PutEvents": "eventList", "PutItems": "items", "PutUsers": "user
 
 def check_request(operation_name: str, request: Mapping[str, Any]) -> list[Violation]:
     """Every violation of a whole request body (as JSON-decoded from the wire, or as boto3 params)."""
-    violations = list(_check_shape(operation(operation_name).input_shape, request, ""))
+    violations = list(_check_shape(_input_shape(operation_name), request, ""))
     list_name = _ENTRY_LISTS.get(operation_name)
     entries = request.get(list_name) if list_name else None
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
