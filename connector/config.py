@@ -66,6 +66,9 @@ class KafkaConfig(_Section):
     poll_timeout_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     commit_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 1000
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # Store the offsets already delivered above the commit watermark in the commit's metadata, so a
+    # new owner after a crash or rebalance skips them instead of sending them again.
+    commit_metadata: bool = True
 
     @field_validator("topics")
     @classmethod
@@ -132,6 +135,12 @@ class BatchingConfig(_Section):
 class DlqConfig(_Section):
     # None: a record that cannot be delivered stops the worker instead of being dead-lettered.
     topic: Annotated[str, Field(min_length=1)] | None = None
+    # A run of this many dead letters in a row on one partition looks like a systemic problem (a
+    # wrong mapping, a broken producer), not bad records: the partition stalls instead of
+    # dead-lettering the whole stream. 0 disables the check.
+    max_consecutive_failures: Annotated[int, Field(ge=0)] = 1000
+    # How long a stalled partition waits before it tries its next record again.
+    stall_retry_s: Annotated[float, Field(gt=0)] = 60.0
 
 
 class ShutdownConfig(_Section):

@@ -54,6 +54,12 @@ class Metrics:
         )
         self.bytes_buffered = Gauge("pkc_bytes_buffered", "Bytes of the buffered records", registry=r)
         self.partitions_assigned = Gauge("pkc_partitions_assigned", "Partitions owned by this worker", registry=r)
+        self.partitions_stalled = Gauge(
+            "pkc_partitions_stalled", "Partitions held after too many dead letters in a row", registry=r
+        )
+        self.records_skipped = Counter(
+            "pkc_records_skipped", "Records skipped because the previous owner had delivered them", registry=r
+        )
         self.partitions_paused = Gauge("pkc_partitions_paused", "Assigned partitions currently paused", registry=r)
         self.watermark_lag = Gauge(
             "pkc_commit_watermark_lag", "Records polled but not committable yet, per partition",
@@ -82,6 +88,7 @@ class Metrics:
                     by_reason[f"{sample.labels['stage']}/{sample.labels['error_class']}"] = int(sample.value)
         return {
             "records_consumed": int(total("pkc_records_consumed_total")),
+            "records_skipped": int(total("pkc_records_skipped_total")),
             "events_delivered": int(total("pkc_events_delivered_total")),
             "calls": int(total("pkc_put_events_calls_total")),
             "retries": int(total("pkc_put_events_retries_total")),
@@ -101,6 +108,7 @@ class Health:
     stopping: bool = False
     systemic_error: str | None = None
     assigned: int = 0
+    stalled: int = 0
     liveness_timeout_s: float = 120.0
 
     def live(self, now: float) -> tuple[bool, dict[str, Any]]:
@@ -108,11 +116,12 @@ class Health:
         return age < self.liveness_timeout_s, {"loop_age_s": round(age, 3)}
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        ok = self.started and not self.stopping and self.systemic_error is None
+        ok = self.started and not self.stopping and self.systemic_error is None and not self.stalled
         return ok, {
             "started": self.started,
             "stopping": self.stopping,
             "assigned_partitions": self.assigned,
+            "stalled_partitions": self.stalled,
             "systemic_error": self.systemic_error,
         }
 

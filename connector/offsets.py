@@ -23,6 +23,8 @@ class _PartitionState:
     # The watermark once `pending` is empty: one past the last offset seen.
     next_offset: int | None = None
     committed: int | None = None
+    # done_above grew since the last commit: worth committing for its metadata alone.
+    dirty: bool = False
 
 
 class OffsetTracker:
@@ -51,6 +53,8 @@ class OffsetTracker:
         state = self._partitions.get(tp)
         if state is None or not state.pending or offset < state.pending[0]:
             return
+        if state.next_offset is not None and offset >= state.next_offset:
+            return  # above a truncation point: it will be polled and tracked again
         if offset == state.pending[0]:
             state.pending.popleft()
             # Advance over everything that already finished above the old head.
@@ -58,6 +62,7 @@ class OffsetTracker:
                 state.done_above.discard(state.pending.popleft())
         else:
             state.done_above.add(offset)
+            state.dirty = True
 
     def watermark(self, tp: TopicPartition) -> int | None:
         """The offset to commit: the first one not yet done (None if nothing was ever polled)."""
@@ -85,12 +90,15 @@ class OffsetTracker:
         state = self._partitions.get(tp)
         return sorted(state.done_above) if state else []
 
-    def committable(self) -> dict[TopicPartition, int]:
-        """Partitions whose watermark moved since the last commit, with the offset to commit."""
+    def committable(self, include_delivered_above: bool = False) -> dict[TopicPartition, int]:
+        """Partitions whose watermark moved since the last commit, with the offset to commit.
+
+        With `include_delivered_above`, also partitions whose watermark stayed but which delivered
+        more above it (their commit metadata would change)."""
         result: dict[TopicPartition, int] = {}
         for tp, state in self._partitions.items():
             mark = state.pending[0] if state.pending else state.next_offset
-            if mark is not None and mark != state.committed:
+            if mark is not None and (mark != state.committed or (include_delivered_above and state.dirty)):
                 result[tp] = mark
         return result
 
@@ -98,6 +106,7 @@ class OffsetTracker:
         state = self._partitions.get(tp)
         if state is not None:
             state.committed = offset
+            state.dirty = False
 
     def partitions(self) -> list[TopicPartition]:
         return list(self._partitions)
@@ -133,3 +142,65 @@ class OffsetTracker:
         if old is not None:
             state.committed = old.committed
         self._partitions[tp] = state
+
+
+# Commit metadata: the offsets already delivered above the committed one, so that the next owner of
+# the partition (after a crash or a rebalance) does not send them again. Kafka keeps one metadata
+# string per committed partition (offset.metadata.max.bytes, 4096 by default).
+METADATA_PREFIX = "pkc1:"
+METADATA_MAX_CHARS = 3500
+
+
+def _b36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def encode_delivered(committed: int, delivered: list[int], max_chars: int = METADATA_MAX_CHARS) -> str:
+    """Runs of delivered offsets above `committed` as "gap[+extra]" items in base 36.
+
+    A run starting `gap` after the end of the previous one (the committed offset at first) and
+    `extra` offsets long after its first. What does not fit is left out, which is safe: those
+    offsets are merely sent again.
+    """
+    items: list[str] = []
+    size = len(METADATA_PREFIX)
+    cursor = committed
+    i = 0
+    while i < len(delivered):
+        start = delivered[i]
+        j = i
+        while j + 1 < len(delivered) and delivered[j + 1] == delivered[j] + 1:
+            j += 1
+        item = _b36(start - cursor) + (f"+{_b36(j - i)}" if j > i else "")
+        if size + len(item) + 1 > max_chars:
+            break
+        items.append(item)
+        size += len(item) + 1
+        cursor = delivered[j] + 1
+        i = j + 1
+    return METADATA_PREFIX + ",".join(items)
+
+
+def decode_delivered(committed: int, metadata: str) -> list[int]:
+    """The offsets `encode_delivered` wrote; empty for any other metadata (never trust a guess)."""
+    if not metadata.startswith(METADATA_PREFIX) or committed < 0:
+        return []
+    body = metadata[len(METADATA_PREFIX):]
+    offsets: list[int] = []
+    cursor = committed
+    try:
+        for item in filter(None, body.split(",")):
+            gap, _, extra = item.partition("+")
+            start = cursor + int(gap, 36)
+            length = int(extra, 36) + 1 if extra else 1
+            offsets.extend(range(start, start + length))
+            cursor = start + length
+    except ValueError:
+        return []
+    return offsets

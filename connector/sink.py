@@ -105,7 +105,7 @@ def make_client(region: str, endpoint_url: str | None, max_pool_connections: int
         region_name=region,
         # Our loop owns retries (unbounded in time for transient errors, bisection for invalid
         # input); botocore's own retries would hide the failure class from it.
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=max_pool_connections,
         connect_timeout=5,
         read_timeout=15,

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterWriter
 from connector.observability import Health, Metrics
-from connector.offsets import OffsetTracker
+from connector.offsets import OffsetTracker, decode_delivered, encode_delivered
 from connector.records import Batch, Event, RecordError, SessionKey, SourceRecord, TopicPartition
 from connector.sink import PutEventsSink, SendOutcome
 from connector.source.base import CommitFailed, Source
@@ -54,6 +54,11 @@ class WorkerSettings:
     decode_retry_backoff_s: float = 5.0
     # Read each listed partition only below this offset, then stop (dead-letter replay, batch jobs).
     stop_at: dict[TopicPartition, int] | None = None
+    # Offsets delivered above the watermark go into the commit metadata; a new owner skips them.
+    commit_metadata: bool = True
+    # Dead letters in a row on one partition before it stalls instead (0: never).
+    max_consecutive_failures: int = 1000
+    stall_retry_s: float = 60.0
 
 
 class FatalError(Exception):
@@ -99,6 +104,10 @@ class Worker:
         # Bumped on every assignment: outcomes of work from an earlier ownership are ignored.
         self._epoch: dict[TopicPartition, int] = defaultdict(int)
         self._bytes: dict[TopicPartition, int] = defaultdict(int)
+        # Offsets the previous owner delivered above its last commit (from the commit metadata).
+        self._already_delivered: dict[TopicPartition, set[int]] = {}
+        self._consecutive_failures: dict[TopicPartition, int] = defaultdict(int)
+        self._stalled: set[TopicPartition] = set()
         self._stop = threading.Event()
         self._fatal: str | None = None
         self._last_commit = clock()
@@ -184,11 +193,18 @@ class Worker:
                 continue
             consumed[record.topic] += 1
             tracker.track(tp, record.offset)
+            already = self._already_delivered.get(tp)
+            if already and record.offset in already:
+                already.discard(record.offset)
+                tracker.done(tp, record.offset)
+                self.metrics.records_skipped.inc()
+                continue
             self._bytes[tp] += len(record.value or b"")
             try:
                 event = mapper.to_event(decoder.decode(record.value or b""), record)
             except RecordError as error:
-                self._dead_letter(record, error)
+                if not self._dead_letter(record, error):
+                    rewound.add(tp)
                 continue
             except retryable as exc:
                 # Not the record's fault: read this partition again from here after a pause.
@@ -197,6 +213,9 @@ class Worker:
                 self._backoff_until[tp] = now + self.settings.decode_retry_backoff_s
                 rewound.add(tp)
                 continue
+            if self._consecutive_failures[tp]:
+                self._consecutive_failures[tp] = 0
+                self._stalled.discard(tp)
             full = batcher.add(event, now)
             if full is not None:
                 self._submit(full)
@@ -261,6 +280,8 @@ class Worker:
         for event, error in outcome.rejected:
             if current(event):
                 self._dead_letter(event.record, error)
+        for event in outcome.delivered:
+            self._consecutive_failures[event.record.tp] = 0
         retry = [e for e in outcome.abandoned if current(e)]
         if retry and not self._stop.is_set():
             self._submit(Batch(key, retry))
@@ -272,7 +293,14 @@ class Worker:
         self._tracker.done(tp, record.offset)
         self._bytes[tp] -= len(record.value or b"")
 
-    def _dead_letter(self, record: SourceRecord, error: RecordError) -> None:
+    def _dead_letter(self, record: SourceRecord, error: RecordError) -> bool:
+        """Send `record` to the dead-letter topic; False if its partition stalled instead."""
+        tp = record.tp
+        limit = self.settings.max_consecutive_failures
+        if limit and self._consecutive_failures[tp] >= limit:
+            self._stall(record, error)
+            return False
+        self._consecutive_failures[tp] += 1
         log.warning(
             "dead-lettering %s (%s/%s): %s", record.position(), error.stage, error.error_class, error.message
         )
@@ -292,20 +320,42 @@ class Worker:
                 self._leave(rec)
 
         self._dlq.send(record, error, done)
+        return True
+
+    def _stall(self, record: SourceRecord, error: RecordError) -> None:
+        """Too many dead letters in a row: more likely a wrong mapping or a broken producer than
+        bad records. Hold the partition at this record and retry later instead of dead-lettering
+        the whole stream; operators see it in pkc_partitions_stalled and /readyz."""
+        tp = record.tp
+        if tp not in self._stalled:
+            log.error(
+                "%s stalled at offset %d after %d dead letters in a row (last: %s/%s: %s); retrying in %.0fs",
+                tp, record.offset, self._consecutive_failures[tp], error.stage, error.error_class,
+                error.message, self.settings.stall_retry_s,
+            )
+        self._stalled.add(tp)
+        self._rewind(tp, record.offset)
+        self._backoff_until[tp] = self._clock() + self.settings.stall_retry_s
 
     # ----------------------------------------------------------------- offsets
 
     def _commit(self, only: set[TopicPartition] | None = None) -> None:
         self._last_commit = self._clock()
+        with_metadata = self.settings.commit_metadata
         offsets = {
             tp: offset
-            for tp, offset in self._tracker.committable().items()
+            for tp, offset in self._tracker.committable(include_delivered_above=with_metadata).items()
             if tp in self._assigned and (only is None or tp in only)
         }
         if not offsets:
             return
+        metadata = (
+            {tp: encode_delivered(o, self._tracker.delivered_above_watermark(tp)) for tp, o in offsets.items()}
+            if with_metadata
+            else None
+        )
         try:
-            self._source.commit(offsets)
+            self._source.commit(offsets, metadata)
         except CommitFailed as exc:
             # Nothing is lost: the same (or a later) watermark is committed next time.
             log.warning("commit failed, will retry: %s", exc)
@@ -353,6 +403,8 @@ class Worker:
         m.bytes_buffered.set(buffered_bytes)
         m.partitions_assigned.set(len(self._assigned))
         m.partitions_paused.set(len(want))
+        m.partitions_stalled.set(len(self._stalled))
+        h.stalled = len(self._stalled)
         h.systemic_error = self._sink.systemic_error
         h.assigned = len(self._assigned)
         m.systemic_failure.set(0 if h.systemic_error is None else 1)
@@ -393,6 +445,22 @@ class Worker:
             self._assigned.add(tp)
             self._paused.discard(tp)  # a fresh assignment starts unpaused in both clients
         self._tracker.forget(tps)
+        if self.settings.commit_metadata and tps:
+            self._load_delivered_above(tps)
+
+    def _load_delivered_above(self, tps: list[TopicPartition]) -> None:
+        """Read which offsets the previous owner delivered above its last commit."""
+        try:
+            committed = self._source.committed(tps, timeout_s=10.0)
+        except Exception as exc:  # only an optimisation: without it those offsets are sent again
+            log.warning("could not read commit metadata of %s: %s", ", ".join(map(str, tps)), exc)
+            return
+        for tp, (offset, metadata) in committed.items():
+            delivered = decode_delivered(offset, metadata)
+            if delivered:
+                self._already_delivered[tp] = set(delivered)
+                log.info("%s: skipping %d offsets delivered above %d by the previous owner",
+                         tp, len(delivered), offset)
 
     def on_revoked(self, tps: list[TopicPartition]) -> None:
         """Flush and commit what we can of the revoked partitions within a bounded wait."""
@@ -433,6 +501,9 @@ class Worker:
             self._paused.discard(tp)
             self._backoff_until.pop(tp, None)
             self._bytes.pop(tp, None)
+            self._already_delivered.pop(tp, None)
+            self._stalled.discard(tp)
+            self._consecutive_failures.pop(tp, None)
             with suppress(KeyError):  # no series yet if we never committed this partition
                 self.metrics.watermark_lag.remove(tp.topic, str(tp.partition))
 

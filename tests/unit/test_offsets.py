@@ -104,3 +104,26 @@ def test_late_outcome_for_a_forgotten_partition_is_ignored() -> None:
     tracker.forget([tp])
     tracker.done(tp, 0)
     assert tracker.watermark(tp) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10**12), st.lists(st.integers(1, 5000), max_size=300, unique=True))
+def test_commit_metadata_round_trips_delivered_offsets(committed: int, deltas: list[int]) -> None:
+    from connector.offsets import decode_delivered, encode_delivered
+
+    delivered = sorted(committed + d for d in deltas)
+    text = encode_delivered(committed, delivered)
+    assert len(text) <= 3500
+    decoded = decode_delivered(committed, text)
+    # What does not fit is left out (those offsets are merely sent again); what is in is exact.
+    assert decoded == delivered[: len(decoded)]
+    if len(text) < 3000:
+        assert decoded == delivered
+
+
+def test_foreign_or_broken_metadata_skips_nothing() -> None:
+    from connector.offsets import decode_delivered
+
+    assert decode_delivered(10, "") == []
+    assert decode_delivered(10, "some other tool's metadata") == []
+    assert decode_delivered(10, "pkc1:zz+!") == []
