@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector import api_model
-from connector.emulator.faults import Faults
+from connector.emulator.faults import Faults, rejected_entries
 from connector.emulator.http import Request, Response
 from connector.emulator.ratelimit import RateLimiter
 from connector.emulator.stats import Stats
@@ -120,7 +120,10 @@ class Emulator:
             self._check_exists(kind, key_name, key)
             if not self._limiter.allow(f"{key_name}:{key}"):
                 raise ApiError(400, "ThrottlingException", "Rate exceeded", "throttled")
-        violations = api_model.check_request(operation, body)
+        violations: list[Any] = [
+            *api_model.check_request(operation, body),
+            *rejected_entries(self.faults, body.get(list_name), list_name),
+        ]
         if violations:
             shown = "; ".join(str(v) for v in violations[:MAX_MESSAGE_VIOLATIONS])
             more = len(violations) - MAX_MESSAGE_VIOLATIONS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 ERROR_STATUSES = (500, 503)
@@ -21,6 +21,10 @@ class Faults:
     latency_ms: float = 0.0  # added before every API call is answered
     outage: bool = False  # every API call fails
     outage_mode: str = "close"  # "close": drop the connection unanswered; "503": ServiceUnavailable
+    # Calls carrying an event/item whose itemId is listed are rejected with InvalidInputException,
+    # as the service rejects events it considers invalid beyond what the model says (tests of the
+    # connector's bisection need an event that passes client-side validation yet is refused).
+    reject_item_ids: list[str] = field(default_factory=list)
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply a partial update; raises ValueError (and changes nothing) if any value is bad."""
@@ -44,6 +48,8 @@ class Faults:
             raise ValueError("outage must be true or false")
         if self.error_status not in ERROR_STATUSES or isinstance(self.error_status, bool):
             raise ValueError(f"error_status must be one of {ERROR_STATUSES}")
+        if not isinstance(self.reject_item_ids, list) or not all(isinstance(i, str) for i in self.reject_item_ids):
+            raise ValueError("reject_item_ids must be a list of strings")
         if self.outage_mode not in OUTAGE_MODES:
             raise ValueError(f"outage_mode must be one of {OUTAGE_MODES}")
 
@@ -59,6 +65,18 @@ class Faults:
         if self.error_ratio and rng.random() < self.error_ratio:
             return "error"
         return None
+
+
+def rejected_entries(faults: Faults, entries: Any, list_name: str) -> list[str]:
+    """Violations for entries whose itemId the faults say to reject."""
+    if not faults.reject_item_ids or not isinstance(entries, list):
+        return []
+    rejected = set(faults.reject_item_ids)
+    return [
+        f"{list_name}.{i}.itemId: {entry['itemId']!r} is rejected by the emulator's reject_item_ids fault"
+        for i, entry in enumerate(entries)
+        if isinstance(entry, dict) and entry.get("itemId") in rejected
+    ]
 
 
 def _is_number(value: Any) -> bool:
