@@ -3,6 +3,8 @@
 from importlib.resources import files
 
 INTERACTION_EVENT = "interaction_event.avsc"
+ITEM = "item.avsc"
+USER = "user.avsc"
 
 
 def read(name: str = INTERACTION_EVENT) -> str:

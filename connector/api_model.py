@@ -178,17 +178,28 @@ def _event_service_rules(event: Mapping[str, Any], path: str) -> Iterator[Violat
         yield Violation(path, f"is {size} bytes; the maximum event size is {MAX_EVENT_BYTES}")
 
 
-def check_event(event: Mapping[str, Any], path: str = "event") -> list[Violation]:
-    """All rules for one PutEvents `Event`: model limits plus the documented service rules."""
-    shape = _member(_input_shape("PutEvents"), "eventList")
-    assert isinstance(shape, ListShape)
-    violations = list(_check_shape(shape.member, event, path))
-    violations.extend(_event_service_rules(event, path))
-    return violations
-
-
-# Which list member of each write operation carries `properties`, and which rules apply to it.
+# Which list member of each write operation carries its entries (events, items, users).
 _ENTRY_LISTS = {"PutEvents": "eventList", "PutItems": "items", "PutUsers": "users"}
+
+
+def check_entry(operation_name: str, entry: Mapping[str, Any], path: str = "entry") -> list[Violation]:
+    """All rules for one entry of a write call (an Event, Item or User): model limits plus the
+    documented service rules."""
+    shape = _member(_input_shape(operation_name), _ENTRY_LISTS[operation_name])
+    assert isinstance(shape, ListShape)
+    return [*_check_shape(shape.member, entry, path), *_service_rules(operation_name, entry, path)]
+
+
+def _service_rules(operation_name: str, entry: Mapping[str, Any], path: str) -> Iterator[Violation]:
+    if operation_name == "PutEvents":
+        yield from _event_service_rules(entry, path)
+    elif isinstance(entry.get("properties"), str):
+        yield from check_properties_json(entry["properties"], _join(path, "properties"))
+
+
+def check_event(event: Mapping[str, Any], path: str = "event") -> list[Violation]:
+    """All rules for one PutEvents `Event`."""
+    return check_entry("PutEvents", event, path)
 
 
 def check_request(operation_name: str, request: Mapping[str, Any]) -> list[Violation]:
@@ -199,9 +210,5 @@ def check_request(operation_name: str, request: Mapping[str, Any]) -> list[Viola
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, Mapping):
             continue
-        path = f"{list_name}.{i}"
-        if operation_name == "PutEvents":
-            violations.extend(_event_service_rules(entry, path))
-        elif isinstance(entry.get("properties"), str):
-            violations.extend(check_properties_json(entry["properties"], _join(path, "properties")))
+        violations.extend(_service_rules(operation_name, entry, f"{list_name}.{i}"))
     return violations

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from connector.batcher import SessionBatcher
-from connector.config import ConfigError, Settings, load_settings
+from connector.config import ConfigError, EntityRoute, EventsRoute, Settings, load_settings
 from connector.decode import build_decoder
 from connector.decode.base import RegistryUnavailable
 from connector.dlq import ConfluentDeadLetterWriter
+from connector.entities import EntityMapper
 from connector.events import EventMapper
 from connector.logs import configure_logging
 from connector.observability import Metrics, ObservabilityServer
 from connector.ratelimit import AdaptiveRateLimiter
+from connector.routes import Route
 from connector.sink import PutEventsSink, make_client
 from connector.source.confluent import ConfluentSource, consumer_config
 from connector.worker import Worker, WorkerSettings
@@ -47,23 +51,49 @@ def registry_client(settings: Settings) -> Any:
     return SchemaRegistryClient(conf)
 
 
+def _reader_schema(route: EventsRoute | EntityRoute) -> Path | None:
+    """The route's reader schema: configured, or the packaged one of its destination."""
+    if route.reader_schema is not None or isinstance(route, EventsRoute):
+        return route.reader_schema
+    return Path(str(importlib.resources.files("avro_schemas") / f"{route.destination[:-1]}.avsc"))
+
+
+def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
+    p, b = settings.personalize, settings.batching
+    # One boto3 client for all routes (clients are thread-safe); one rate limit per route.
+    client = make_client(p.region, p.endpoint_url, max_pool_connections=b.max_in_flight_calls)
+    registry = registry_client(settings)
+    routes: list[Route] = []
+    for route in settings.effective_routes():
+        decode = settings.decode.model_copy(update={"reader_schema": _reader_schema(route)})
+        decoder = build_decoder(settings.model_copy(update={"decode": decode}), registry)
+        assert route.max_requests_per_second is not None  # effective_routes fills it in
+        sink = PutEventsSink(client, AdaptiveRateLimiter(route.max_requests_per_second), metrics=metrics)
+        mapper: EventMapper | EntityMapper
+        if isinstance(route, EventsRoute):
+            assert route.tracking_id is not None  # checked by Settings
+            mapper = EventMapper(route.mapping, route.tracking_id, route=route.name)
+            skip = False
+        else:
+            mapper = EntityMapper(route.destination, route.mapping, route.dataset_arn, route.name)
+            skip = route.on_delete == "skip"
+        routes.append(Route(route.name, route.destination, list(route.topics), decoder, mapper, sink,
+                            route.dlq_topic, skip_deletes=skip))
+    return routes
+
+
 def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
-    k, b, p = settings.kafka, settings.batching, settings.personalize
+    k, b = settings.kafka, settings.batching
     metrics = metrics or Metrics()
     if k.client != "confluent":
         raise ConfigError(f"kafka.client: {k.client!r} is not available yet; allowed: 'confluent'")
+    routes = build_routes(settings, metrics)
     source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, k.config))
-    dead_letters = (
-        ConfluentDeadLetterWriter(settings.dlq.topic, k.bootstrap_servers, k.config) if settings.dlq.topic else None
-    )
-    sink = PutEventsSink(
-        make_client(p.region, p.endpoint_url, max_pool_connections=b.max_in_flight_calls),
-        AdaptiveRateLimiter(p.max_requests_per_second),
-        metrics=metrics,
-    )
+    dlq_topics = [r.dlq_topic for r in routes if r.dlq_topic]
+    dead_letters = ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, k.config) if dlq_topics else None
     return Worker(
         WorkerSettings(
-            topics=list(k.topics),
+            topics=[topic for route in routes for topic in route.topics],
             poll_batch_size=k.poll_batch_size,
             poll_timeout_s=k.poll_timeout_ms / 1000,
             commit_interval_s=k.commit_interval_ms / 1000,
@@ -77,10 +107,8 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
             stall_retry_s=settings.dlq.stall_retry_s,
         ),
         source=source,
-        decoder=build_decoder(settings, registry_client(settings)),
-        mapper=EventMapper(settings.mapping, p.tracking_id),
+        routes=routes,
         batcher=SessionBatcher(b.max_events_per_call, b.linger_ms / 1000),
-        sink=sink,
         dead_letters=dead_letters,
         max_in_flight_calls=b.max_in_flight_calls,
         metrics=metrics,

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from connector.records import Batch, Event, SessionKey, TopicPartition
+from connector.records import Batch, BatchKey, Event, TopicPartition
 
 
 class _OpenBatch:
     __slots__ = ("batch", "opened_at")
 
-    def __init__(self, key: SessionKey, opened_at: float) -> None:
+    def __init__(self, key: BatchKey, opened_at: float) -> None:
         self.batch = Batch(key)
         self.opened_at = opened_at
 
@@ -31,7 +31,7 @@ class SessionBatcher:
         self._linger = linger_s
         # Insertion order is the order batches were opened, so the oldest is always first:
         # finding due batches is a scan from the front that stops at the first young one.
-        self._open: OrderedDict[SessionKey, _OpenBatch] = OrderedDict()
+        self._open: OrderedDict[BatchKey, _OpenBatch] = OrderedDict()
         self._buffered = 0
 
     @property

@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -59,8 +60,10 @@ class KafkaConfig(_Section):
     client: Literal["confluent", "kafka-python"] = "confluent"
     bootstrap_servers: Annotated[str, Field(min_length=1)]
     group_id: Annotated[str, Field(min_length=1)] = "personalize-connector"
-    # An entry starting with "^" is a regex subscription (librdkafka's convention).
-    topics: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    # An entry starting with "^" is a regex subscription (librdkafka's convention). These topics feed
+    # the interactions route built from the top-level `personalize` and `mapping` sections; `routes`
+    # adds others. At least one of the two must name a topic.
+    topics: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     config: dict[str, str | int | float | bool] = Field(default_factory=dict)
     poll_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
     poll_timeout_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
@@ -117,7 +120,8 @@ class DecodeConfig(_Section):
 
 
 class PersonalizeConfig(_Section):
-    tracking_id: Annotated[str, Field(min_length=1, max_length=256)]
+    # Required when kafka.topics is set (the interactions route); routes of items/users need none.
+    tracking_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     region: Annotated[str, Field(min_length=1)] = "us-east-1"
     endpoint_url: str | None = None
     max_requests_per_second: Annotated[float, Field(gt=0)] = 1000.0
@@ -186,6 +190,54 @@ class MappingConfig(_Section):
         return value
 
 
+class EntityMappingConfig(_Section):
+    """Where the PutItems / PutUsers fields come from in the decoded record."""
+
+    # The item's or user's id; null means the default name (itemId for items, userId for users).
+    id: FieldPath | None = None
+    properties: FieldPath | None = "properties"
+    property_fields: list[FieldPath] = Field(default_factory=list)
+    # A boolean field that marks a deletion, which PutItems/PutUsers cannot express (see on_delete).
+    deleted: FieldPath | None = "deleted"
+
+
+# The service's default quota for PutItems and PutUsers calls, per dataset (Amazon Personalize
+# "Endpoints and quotas" page); PutEvents' is personalize.max_requests_per_second (1,000).
+ENTITY_REQUESTS_PER_SECOND = 10.0
+_DATASET_ARN = r"^arn:([a-z\d-]+):personalize:.*:.*:.+$"  # the service model's pattern for datasetArn
+
+
+class _RouteBase(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    topics: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    reader_schema: FilePath | None = None  # default: the packaged schema of the destination
+    dlq_topic: Annotated[str, Field(min_length=1)] | None = None  # default: dlq.topic
+    # Default: personalize.max_requests_per_second for events, 10/s (the service quota) for items/users.
+    max_requests_per_second: Annotated[float, Field(gt=0)] | None = None
+
+
+class EventsRoute(_RouteBase):
+    """Topics of interactions sent with PutEvents."""
+
+    destination: Literal["events"]
+    tracking_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None  # default: personalize's
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
+
+
+class EntityRoute(_RouteBase):
+    """Topics of catalogue items (PutItems) or user profiles (PutUsers)."""
+
+    destination: Literal["items", "users"]
+    dataset_arn: Annotated[str, Field(max_length=256, pattern=_DATASET_ARN)]
+    mapping: EntityMappingConfig = Field(default_factory=EntityMappingConfig)
+    # A tombstone (null value) or a delete marker: PutItems and PutUsers cannot delete, so the
+    # record is dead-lettered (default) or skipped and counted (pkc_records_skipped_total).
+    on_delete: Literal["dead-letter", "skip"] = "dead-letter"
+
+
+RouteConfig = Annotated[EventsRoute | EntityRoute, Field(discriminator="destination")]
+
+
 # What load_settings hands to settings_customise_sources (a classmethod, so it cannot take arguments).
 _LOAD: ContextVar[tuple[dict[str, Any], Mapping[str, str] | None]] = ContextVar("_LOAD", default=({}, None))
 
@@ -224,6 +276,61 @@ class Settings(BaseSettings):
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     mapping: MappingConfig = Field(default_factory=MappingConfig)
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _routes_are_complete(self) -> Settings:
+        if not self.kafka.topics and not self.routes:
+            raise ValueError("kafka.topics: must name at least one topic unless routes are configured")
+        if self.kafka.topics and self.personalize.tracking_id is None:
+            raise ValueError("personalize.tracking_id: is required to send the records of kafka.topics to PutEvents")
+        seen: dict[str, str] = {t: "events" for t in self.kafka.topics}
+        names = {"events"} if self.kafka.topics else set()
+        for route in self.routes:
+            if route.name in names:
+                raise ValueError(f"routes.name: {route.name!r} is used twice")
+            names.add(route.name)
+            if isinstance(route, EventsRoute) and route.tracking_id is None and self.personalize.tracking_id is None:
+                raise ValueError(f"routes.tracking_id: route {route.name!r} needs one (or personalize.tracking_id)")
+            for topic in route.topics:
+                if topic in seen:
+                    raise ValueError(f"routes.topics: {topic!r} is in two routes ({seen[topic]!r} and {route.name!r})")
+                seen[topic] = route.name
+        return self
+
+    def effective_routes(self) -> list[EventsRoute | EntityRoute]:
+        """Every route with its defaults filled in; kafka.topics become the route named "events"."""
+        routes: list[EventsRoute | EntityRoute] = []
+        if self.kafka.topics:
+            routes.append(
+                EventsRoute(
+                    name="events",
+                    destination="events",
+                    topics=list(self.kafka.topics),
+                    tracking_id=self.personalize.tracking_id,
+                    mapping=self.mapping,
+                    reader_schema=self.decode.reader_schema,
+                    dlq_topic=self.dlq.topic,
+                    max_requests_per_second=self.personalize.max_requests_per_second,
+                )
+            )
+        for route in self.routes:
+            update: dict[str, Any] = {
+                "dlq_topic": route.dlq_topic or self.dlq.topic,
+                "max_requests_per_second": route.max_requests_per_second
+                or (
+                    self.personalize.max_requests_per_second
+                    if isinstance(route, EventsRoute)
+                    else ENTITY_REQUESTS_PER_SECOND
+                ),
+            }
+            if isinstance(route, EventsRoute):
+                update["tracking_id"] = route.tracking_id or self.personalize.tracking_id
+            routes.append(route.model_copy(update=update))
+        return routes
+
+    def all_topics(self) -> list[str]:
+        return [topic for route in self.effective_routes() for topic in route.topics]
 
     @classmethod
     def settings_customise_sources(
@@ -290,6 +397,9 @@ def _describe(exc: ValidationError, path: str | Path | None) -> str:
             lines.append(f"  {key}: unknown key; allowed keys here: {keys}")
             continue
         message = error["msg"].removeprefix("Value error, ")
+        # A rule across sections names its key at the start of its message.
+        if not loc and (named := re.match(r"^([\w.]+): (.*)$", message, re.DOTALL)):
+            key, message = named.groups()
         # Literal errors already list the choices.
         allowed = _allowed_values(field) if field is not None and error["type"] != "literal_error" else None
         if allowed:
@@ -306,33 +416,48 @@ def _dotted(loc: list[str]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _field_at(loc: list[str]) -> FieldInfo | None:
+def _walk(loc: list[str]) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+    """The model and field a pydantic error location points at, through lists and tagged unions."""
     model: type[BaseModel] | None = Settings
     field: FieldInfo | None = None
     for part in loc:
-        if model is None or part not in model.model_fields:
-            return field if part.isdigit() or "[" in part else None
-        field = model.model_fields[part]
-        model = _model_in(field.annotation)
-    return field
+        if model is not None and part in model.model_fields:
+            field = model.model_fields[part]
+            model = _model_in(field.annotation)
+        elif part.isdigit() or "[" in part:
+            continue  # a list index or a pydantic type tag: same field
+        elif field is not None and (tagged := _tagged_model(field.annotation, part)) is not None:
+            model = tagged  # a discriminated union's tag, e.g. routes.0.items
+        else:
+            return None, None
+    return model, field
+
+
+def _field_at(loc: list[str]) -> FieldInfo | None:
+    return _walk(loc)[1]
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
+    models = _models_in(annotation)
+    return models[0] if models else None
+
+
+def _tagged_model(annotation: Any, tag: str) -> type[BaseModel] | None:
+    for model in _models_in(annotation):
+        destination = model.model_fields.get("destination")
+        if destination is not None and tag in _literal_args(destination.annotation):
+            return model
     return None
 
 
 def _allowed_keys(loc: list[str]) -> list[str]:
-    model: type[BaseModel] | None = Settings
-    for part in loc:
-        if model is None or part not in model.model_fields:
-            return []
-        model = _model_in(model.model_fields[part].annotation)
+    model, _ = _walk(loc)
     return sorted(model.model_fields) if model is not None else []
 
 

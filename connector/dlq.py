@@ -44,7 +44,11 @@ def parse_error_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, st
 class DeadLetterWriter(Protocol):
     topic: str
 
-    def send(self, record: SourceRecord, error: RecordError, on_done: DoneCallback) -> None: ...
+    def send(
+        self, record: SourceRecord, error: RecordError, on_done: DoneCallback, topic: str | None = None
+    ) -> None:
+        """Write the dead letter to `topic` (default: the writer's topic)."""
+        ...
 
     def poll(self) -> None: ...
 
@@ -75,7 +79,9 @@ class ConfluentDeadLetterWriter:
     def pending(self) -> int:
         return self._pending
 
-    def send(self, record: SourceRecord, error: RecordError, on_done: DoneCallback) -> None:
+    def send(
+        self, record: SourceRecord, error: RecordError, on_done: DoneCallback, topic: str | None = None
+    ) -> None:
         self._pending += 1
 
         def delivered(err: Any, _msg: Any) -> None:
@@ -85,7 +91,7 @@ class ConfluentDeadLetterWriter:
         while True:
             try:
                 self._producer.produce(
-                    self.topic,
+                    topic or self.topic,
                     key=record.key,
                     value=record.value,
                     headers=cast(list[tuple[str, str | bytes | None]], error_headers(record, error)),

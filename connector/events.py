@@ -94,8 +94,9 @@ def _member(shape: StructureShape, *path: str) -> Shape:
 class EventMapper:
     """Maps decoded records to PutEvents events according to a MappingConfig."""
 
-    def __init__(self, mapping: MappingConfig, default_tracking_id: str) -> None:
+    def __init__(self, mapping: MappingConfig, default_tracking_id: str, route: str = "events") -> None:
         self._default_tracking_id = default_tracking_id
+        self._route = route
         self._event_type_default = mapping.event_type_default
         self._event_id = compile_path(mapping.event_id)
         self._tracking_id = compile_path(mapping.tracking_id)
@@ -114,13 +115,14 @@ class EventMapper:
 
     def to_event(self, record: Mapping[str, Any], source: SourceRecord) -> Event:
         key = SessionKey(
-            tracking_id=_id(self._tracking_id(record), "trackingId") or self._default_tracking_id,
-            session_id=_id(self._session_id(record), "sessionId") or "",
-            user_id=_id(self._user_id(record), "userId") or None,  # None or "": an anonymous session
+            tracking_id=as_id(self._tracking_id(record), "trackingId") or self._default_tracking_id,
+            session_id=as_id(self._session_id(record), "sessionId") or "",
+            user_id=as_id(self._user_id(record), "userId") or None,  # None or "": an anonymous session
+            route=self._route,
         )
         body: dict[str, Any] = {
-            "eventId": _id(self._event_id(record), "eventId") or derived_event_id(source),
-            "eventType": _id(self._event_type(record), "eventType") or self._event_type_default,
+            "eventId": as_id(self._event_id(record), "eventId") or derived_event_id(source),
+            "eventType": as_id(self._event_type(record), "eventType") or self._event_type_default,
             "sentAt": _sent_at(self._sent_at(record)),
         }
         value = self._event_value(record)
@@ -128,16 +130,13 @@ class EventMapper:
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise InvalidEvent(f"eventValue: expected a number, got {type(value).__name__}")
             body["eventValue"] = float(value)
-        item_id = _id(self._item_id(record), "itemId")
+        item_id = as_id(self._item_id(record), "itemId")
         if item_id is not None:
             body["itemId"] = item_id
         properties = self._collect_properties(record)
         if properties:
-            try:
-                body["properties"] = json.dumps(properties, separators=(",", ":"))
-            except (TypeError, ValueError) as exc:
-                raise InvalidEvent(f"properties: cannot be written as JSON ({exc})") from None
-        recommendation_id = _id(self._recommendation_id(record), "recommendationId")
+            body["properties"] = properties_json(properties)
+        recommendation_id = as_id(self._recommendation_id(record), "recommendationId")
         if recommendation_id is not None:
             body["recommendationId"] = recommendation_id
         impression = self._impression(record)
@@ -151,15 +150,7 @@ class EventMapper:
         return Event(key=key, body=body, record=source)
 
     def _collect_properties(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        found = self._properties(record)
-        if found is not None and not isinstance(found, Mapping):
-            raise InvalidEvent(f"properties: expected a map, got {type(found).__name__}")
-        properties = dict(found) if found else {}
-        for name, get in self._property_fields:
-            value = get(record)
-            if value is not None:
-                properties[name] = value
-        return properties
+        return collect_properties(record, self._properties, self._property_fields)
 
     def _certainly_valid(self, key: SessionKey, body: dict[str, Any], properties: dict[str, Any]) -> bool:
         """True only when every rule is certainly met; False means "ask check_event"."""
@@ -216,12 +207,34 @@ class EventMapper:
             raise InvalidEvent("; ".join(problems))
 
 
+def collect_properties(
+    record: Mapping[str, Any], from_map: Getter, fields: list[tuple[str, Getter]]
+) -> dict[str, Any]:
+    """`properties` from a map field and/or single fields named by their last path component."""
+    found = from_map(record)
+    if found is not None and not isinstance(found, Mapping):
+        raise InvalidEvent(f"properties: expected a map, got {type(found).__name__}")
+    properties = dict(found) if found else {}
+    for name, get in fields:
+        value = get(record)
+        if value is not None:
+            properties[name] = value
+    return properties
+
+
+def properties_json(properties: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(properties, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidEvent(f"properties: cannot be written as JSON ({exc})") from None
+
+
 def _without_prefix(message: str) -> str:
     # check_event names fields "event.properties"; the dead letter should say "properties".
     return message.removeprefix("event.")
 
 
-def _id(value: Any, name: str) -> str | None:
+def as_id(value: Any, name: str) -> str | None:
     """Identifier-like fields: strings as they are, integers as decimal strings (schemas with long ids)."""
     if value is None or isinstance(value, str):
         return value

@@ -60,6 +60,14 @@ class Metrics:
         self.records_skipped = Counter(
             "pkc_records_skipped", "Records skipped because the previous owner had delivered them", registry=r
         )
+        self.deletes_skipped = Counter(
+            "pkc_deletes_skipped", "Tombstones and delete markers skipped on items/users routes (on_delete: skip)",
+            ["route"], registry=r,
+        )
+        self.entries_delivered = Counter(
+            "pkc_entries_delivered", "Entries accepted by PutEvents, PutItems or PutUsers, per route", ["route"],
+            registry=r,
+        )
         self.partitions_paused = Gauge("pkc_partitions_paused", "Assigned partitions currently paused", registry=r)
         self.watermark_lag = Gauge(
             "pkc_commit_watermark_lag", "Records polled but not committable yet, per partition",
@@ -94,6 +102,13 @@ class Metrics:
             "retries": int(total("pkc_put_events_retries_total")),
             "dead_letters": sum(by_reason.values()),
             "dead_letters_by_reason": dict(sorted(by_reason.items())),
+            "delivered_by_route": {
+                sample.labels["route"]: int(sample.value)
+                for metric in self.registry.collect()
+                for sample in metric.samples
+                if sample.name == "pkc_entries_delivered_total"
+            },
+            "deletes_skipped": int(total("pkc_deletes_skipped_total")),
             "rebalances": int(total("pkc_rebalances_total")),
             "commits": int(total("pkc_commits_total")),
         }

@@ -48,22 +48,38 @@ class SessionKey:
     tracking_id: str
     session_id: str
     user_id: str | None
+    route: str = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class EntityKey:
+    """PutItems/PutUsers take any entries of one dataset; grouping by source partition keeps the
+    updates of one item or user (keyed to one partition) in order, one call at a time."""
+
+    route: str
+    kind: str  # "items" or "users"
+    dataset_arn: str
+    partition: int
+
+
+BatchKey = SessionKey | EntityKey
 
 
 @dataclass(slots=True)
 class Event:
-    """One PutEvents `Event` in boto3's parameter form, with its session and its origin."""
+    """One entry of a write call in boto3's parameter form (a PutEvents Event, or a PutItems Item /
+    PutUsers User), with the key it is batched by and its origin."""
 
-    key: SessionKey
+    key: BatchKey
     body: dict[str, Any]
     record: SourceRecord
 
 
 @dataclass(slots=True)
 class Batch:
-    """Events of one session, in their original order, sent in one PutEvents call."""
+    """Entries of one key (a session, or a dataset partition) in their original order, sent in one call."""
 
-    key: SessionKey
+    key: BatchKey
     events: list[Event] = field(default_factory=list)
 
 
@@ -84,6 +100,10 @@ class DecodeError(RecordError):
 
 class InvalidEvent(RecordError):
     stage: Stage = "validate"
+
+
+class NotAnUpsert(InvalidEvent):
+    """A tombstone or delete marker on an items/users route: PutItems/PutUsers cannot delete."""
 
 
 class RejectedBySink(RecordError):

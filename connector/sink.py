@@ -1,4 +1,4 @@
-"""PutEvents calls: failure classes, retries, bisection of invalid batches.
+"""PutEvents (and PutItems / PutUsers) calls: failure classes, retries, bisection of invalid batches.
 
 `PutEventsSink.send` runs on a pool thread and never raises: it returns, per event, whether it
 was delivered, must be dead-lettered (the service rejected that event), or was abandoned (the
@@ -23,7 +23,7 @@ from botocore.config import Config
 
 from connector.observability import Metrics
 from connector.ratelimit import AdaptiveRateLimiter
-from connector.records import Batch, Event, RejectedBySink
+from connector.records import Batch, BatchKey, EntityKey, Event, RejectedBySink
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +163,7 @@ class PutEventsSink:
                 self.metrics.retries.inc()
             started = time.perf_counter()
             try:
-                params: dict[str, Any] = {
-                    "trackingId": batch.key.tracking_id,
-                    "sessionId": batch.key.session_id,
-                    "eventList": [e.body for e in events],
-                }
-                if batch.key.user_id:
-                    params["userId"] = batch.key.user_id
-                self._client.put_events(**params)
+                self._call(batch.key, [e.body for e in events])
             except Exception as exc:
                 self.metrics.call_latency.observe(time.perf_counter() - started)
                 failure = classify(exc)
@@ -200,6 +193,18 @@ class PutEventsSink:
             self._clear_systemic()
             outcome.delivered.extend(events)
             return
+
+    def _call(self, key: BatchKey, entries: list[dict[str, Any]]) -> None:
+        if isinstance(key, EntityKey):
+            if key.kind == "items":
+                self._client.put_items(datasetArn=key.dataset_arn, items=entries)
+            else:
+                self._client.put_users(datasetArn=key.dataset_arn, users=entries)
+            return
+        params: dict[str, Any] = {"trackingId": key.tracking_id, "sessionId": key.session_id, "eventList": entries}
+        if key.user_id:
+            params["userId"] = key.user_id
+        self._client.put_events(**params)
 
     def _bisect(self, batch: Batch, events: list[Event], exc: Exception, outcome: SendOutcome) -> None:
         """InvalidInputException rejects the whole call: split it to find the offending events,

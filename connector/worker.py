@@ -18,25 +18,28 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterWriter
+from connector.entities import tombstone
 from connector.observability import Health, Metrics
 from connector.offsets import OffsetTracker, decode_delivered, encode_delivered
-from connector.records import Batch, Event, RecordError, SessionKey, SourceRecord, TopicPartition
+from connector.records import (
+    Batch,
+    BatchKey,
+    Event,
+    NotAnUpsert,
+    RecordError,
+    SessionKey,
+    SourceRecord,
+    TopicPartition,
+)
+from connector.routes import Decoder, Mapper, Route, RouteTable
 from connector.sink import PutEventsSink, SendOutcome
 from connector.source.base import CommitFailed, Source
 
 log = logging.getLogger(__name__)
-
-
-class Decoder(Protocol):
-    def decode(self, value: bytes) -> dict[str, Any]: ...
-
-
-class Mapper(Protocol):
-    def to_event(self, record: dict[str, Any], source: SourceRecord) -> Event: ...
 
 
 @dataclass(slots=True)
@@ -71,12 +74,13 @@ class Worker:
         settings: WorkerSettings,
         *,
         source: Source,
-        decoder: Decoder,
-        mapper: Mapper,
         batcher: SessionBatcher,
-        sink: PutEventsSink,
         dead_letters: DeadLetterWriter | None,
         max_in_flight_calls: int,
+        routes: list[Route] | None = None,
+        decoder: Decoder | None = None,
+        mapper: Mapper | None = None,
+        sink: PutEventsSink | None = None,
         tracker: OffsetTracker | None = None,
         metrics: Metrics | None = None,
         health: Health | None = None,
@@ -84,10 +88,14 @@ class Worker:
     ) -> None:
         self.settings = settings
         self._source = source
-        self._decoder = decoder
-        self._mapper = mapper
+        if routes is None:
+            # One interactions route from the single-destination arguments.
+            if decoder is None or mapper is None or sink is None:
+                raise ValueError("give either routes or decoder, mapper and sink")
+            routes = [Route("events", "events", list(settings.topics), decoder, mapper, sink,
+                            dead_letters.topic if dead_letters else None)]
+        self._routes = RouteTable(routes)
         self._batcher = batcher
-        self._sink = sink
         self._dlq = dead_letters
         self._tracker = tracker or OffsetTracker()
         self._clock = clock
@@ -95,8 +103,8 @@ class Worker:
         self._completions: queue.SimpleQueue[tuple[SendOutcome, dict[TopicPartition, int]]] = queue.SimpleQueue()
         self._calls_in_flight = 0
         # One call per session at a time keeps a session's events in order at Personalize.
-        self._busy_sessions: set[SessionKey] = set()
-        self._waiting: dict[SessionKey, deque[Batch]] = {}
+        self._busy_sessions: set[BatchKey] = set()
+        self._waiting: dict[BatchKey, deque[Batch]] = {}
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         self._backoff_until: dict[TopicPartition, float] = {}
@@ -127,7 +135,7 @@ class Worker:
 
     @property
     def systemic_error(self) -> str | None:
-        return self._sink.systemic_error
+        return next((r.sink.systemic_error for r in self._routes.routes if r.sink.systemic_error), None)
 
     # ----------------------------------------------------------------- main loop
 
@@ -181,7 +189,7 @@ class Worker:
             self._commit()
 
     def _process(self, records: list[SourceRecord]) -> None:
-        tracker, decoder, mapper, batcher = self._tracker, self._decoder, self._mapper, self._batcher
+        tracker, batcher, for_topic = self._tracker, self._batcher, self._routes.for_topic
         retryable = self.settings.retryable_decode_errors
         rewound: set[TopicPartition] = set()
         now = self._clock()
@@ -200,8 +208,18 @@ class Worker:
                 self.metrics.records_skipped.inc()
                 continue
             self._bytes[tp] += len(record.value or b"")
+            route = for_topic(record.topic)
             try:
-                event = mapper.to_event(decoder.decode(record.value or b""), record)
+                if route.is_entity and not record.value:
+                    raise tombstone(route.kind, record)  # type: ignore[arg-type]
+                event = route.mapper.to_event(route.decoder.decode(record.value), record)
+            except NotAnUpsert as error:
+                if route.skip_deletes:
+                    self._leave(record)
+                    self.metrics.deletes_skipped.labels(route.name).inc()
+                elif not self._dead_letter(record, error):
+                    rewound.add(tp)
+                continue
             except RecordError as error:
                 if not self._dead_letter(record, error):
                     rewound.add(tp)
@@ -231,7 +249,7 @@ class Worker:
         self._busy_sessions.add(batch.key)
         self._calls_in_flight += 1
         epochs = {e.record.tp: self._epoch[e.record.tp] for e in batch.events}
-        future = self._pool.submit(self._sink.send, batch)
+        future = self._pool.submit(self._routes.by_name[batch.key.route].sink.send, batch)
 
         def report(done: Future[SendOutcome]) -> None:
             self._completions.put((done.result(), epochs))
@@ -268,6 +286,7 @@ class Worker:
             return tp in self._assigned and epochs.get(tp) == self._epoch[tp]
 
         delivered = 0
+        route = key.route
         wall_now = time.time()
         observe_e2e = self.metrics.end_to_end_latency.observe
         for event in outcome.delivered:
@@ -276,7 +295,10 @@ class Worker:
                 self._leave(event.record)
                 if event.record.timestamp_ms:
                     observe_e2e(max(0.0, wall_now - event.record.timestamp_ms / 1000))
-        self.metrics.events_delivered.inc(delivered)
+        if delivered:
+            self.metrics.entries_delivered.labels(route).inc(delivered)
+            if isinstance(key, SessionKey):
+                self.metrics.events_delivered.inc(delivered)
         for event, error in outcome.rejected:
             if current(event):
                 self._dead_letter(event.record, error)
@@ -304,11 +326,12 @@ class Worker:
         log.warning(
             "dead-lettering %s (%s/%s): %s", record.position(), error.stage, error.error_class, error.message
         )
-        if self._dlq is None:
+        topic = self._routes.for_topic(record.topic).dlq_topic
+        if self._dlq is None or topic is None:
             raise FatalError(
                 f"{error.stage} error at {record.position()}: {error.error_class}: {error.message}. "
                 "No dlq.topic is configured, so the worker stops here without committing past "
-                "this record; configure dlq.topic or fix the record."
+                "this record; configure dlq.topic (or the route's dlq_topic) or fix the record."
             )
         epoch = self._epoch[record.tp]
         self.metrics.dead_letters.labels(error.stage, error.error_class).inc()
@@ -319,7 +342,7 @@ class Worker:
             elif rec.tp in self._assigned and self._epoch[rec.tp] == epoch:
                 self._leave(rec)
 
-        self._dlq.send(record, error, done)
+        self._dlq.send(record, error, done, topic=topic)
         return True
 
     def _stall(self, record: SourceRecord, error: RecordError) -> None:
@@ -391,8 +414,15 @@ class Worker:
         for tp, until in list(self._backoff_until.items()):
             if until <= now:
                 del self._backoff_until[tp]
-        hold_all = self._buffers_full or self._sink.systemic_error is not None
-        want = set(self._assigned) if hold_all else self._assigned & self._backoff_until.keys()
+        failing = {r.name for r in self._routes.routes if r.sink.systemic_error is not None}
+        if self._buffers_full:
+            want = set(self._assigned)
+        else:
+            # A route whose sink fails systemically (unknown tracker, bad credentials) stops reading;
+            # the other routes go on.
+            want = {tp for tp in self._assigned if tp in self._backoff_until
+                    or (failing and self._routes.for_topic(tp.topic).name in failing)}
+        hold_all = bool(self._assigned) and want == self._assigned
         if want - self._paused:
             self._source.pause(sorted(want - self._paused, key=str))
         if self._paused - want:
@@ -405,10 +435,10 @@ class Worker:
         m.partitions_paused.set(len(want))
         m.partitions_stalled.set(len(self._stalled))
         h.stalled = len(self._stalled)
-        h.systemic_error = self._sink.systemic_error
+        h.systemic_error = self.systemic_error
         h.assigned = len(self._assigned)
         m.systemic_failure.set(0 if h.systemic_error is None else 1)
-        return hold_all and bool(self._assigned)
+        return hold_all
 
     def _reached_stop_offsets(self) -> bool:
         assert self.settings.stop_at is not None
@@ -531,15 +561,19 @@ class Worker:
                     "grace period over with %d calls in flight; exiting without committing them",
                     self._calls_in_flight,
                 )
-            self._sink.stop.set()
+            self._stop_sinks()
             self._drain_completions()
             self._commit()
         except Exception:
             log.exception("error while draining")
         finally:
-            self._sink.stop.set()
+            self._stop_sinks()
             self._pool.shutdown(wait=True, cancel_futures=True)
             try:
                 self._source.close()
             except Exception:
                 log.exception("error while closing the consumer")
+
+    def _stop_sinks(self) -> None:
+        for route in self._routes.routes:
+            route.sink.stop.set()

@@ -1,0 +1,60 @@
+"""Which stages a record goes through, by its topic: one route per destination.
+
+A route bundles the decoder, the mapper (PutEvents events, or PutItems/PutUsers entries), the sink
+with its own rate limit, and the dead-letter topic. One worker serves every route of its
+configuration from one consumer; the worker looks the route up once per record (a dict hit).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from connector.records import Event, SourceRecord
+from connector.sink import PutEventsSink
+
+
+class Decoder(Protocol):
+    def decode(self, value: bytes | None) -> dict[str, Any]: ...
+
+
+class Mapper(Protocol):
+    def to_event(self, record: dict[str, Any], source: SourceRecord) -> Event: ...
+
+
+@dataclass(slots=True)
+class Route:
+    name: str
+    kind: str  # "events", "items" or "users"
+    topics: list[str]
+    decoder: Decoder
+    mapper: Mapper
+    sink: PutEventsSink
+    dlq_topic: str | None  # None: a bad record stops the worker instead
+    skip_deletes: bool = False  # items/users: skip tombstones and delete markers instead of dead-lettering
+
+    @property
+    def is_entity(self) -> bool:
+        return self.kind != "events"
+
+
+class RouteTable:
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+        self.by_name = {route.name: route for route in routes}
+        self._exact = {topic: route for route in routes for topic in route.topics if not topic.startswith("^")}
+        self._patterns = [(re.compile(t), route) for route in routes for t in route.topics if t.startswith("^")]
+        self._cache: dict[str, Route] = {}
+
+    def topics(self) -> list[str]:
+        return [topic for route in self.routes for topic in route.topics]
+
+    def for_topic(self, topic: str) -> Route:
+        route = self._cache.get(topic)
+        if route is None:
+            route = self._exact.get(topic) or next((r for p, r in self._patterns if p.match(topic)), None)
+            if route is None:  # subscriptions come from the routes, so this means a bug
+                raise LookupError(f"no route for topic {topic!r}")
+            self._cache[topic] = route
+        return route
