@@ -13,7 +13,7 @@ help:
 	@echo "make test        lint, unit, emulator and integration tests (real Kafka + registry)"
 	@echo "make lint        ruff + mypy"
 	@echo "make bench       benchmarks (not yet)"
-	@echo "make chart-test  Helm chart checks (not yet)"
+	@echo "make chart-test  helm lint + kubernetes-validate + tests/helm (builds helm with Go once)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,7 @@ bench: $(STAMP)
 	@echo "make bench: not yet (see the benchmarks issue)"
 
 chart-test: $(STAMP)
-	@echo "make chart-test: not yet (see the Helm chart issue)"
+	scripts/chart-test
 
 stack-up:
 	scripts/local-stack up

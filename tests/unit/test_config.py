@@ -206,3 +206,17 @@ def test_settings_are_immutable(tmp_path: Path) -> None:
     with pytest.raises(Exception):  # noqa: B017  pydantic's ValidationError for frozen models
         s.batching.linger_ms = 5  # type: ignore[misc]
     assert isinstance(s, Settings)
+
+
+def test_kafka_secrets_come_from_env_and_merge_with_the_yaml_config(tmp_path: Path) -> None:
+    """The Helm chart passes SASL passwords as PKC_KAFKA__CONFIG__<property> from a Secret."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "kafka: {bootstrap_servers: b, topics: [t], config: {security.protocol: SASL_SSL, sasl.mechanism: PLAIN}}\n"
+        "personalize: {tracking_id: t}\n"
+    )
+    env = {"PKC_KAFKA__CONFIG__sasl.username": "app", "PKC_KAFKA__CONFIG__sasl.password": 'p"w{1}'}
+    settings = load_settings(path, env=env)
+    assert settings.kafka.config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN",
+                                     "sasl.username": "app", "sasl.password": 'p"w{1}'}
+    assert 'p"w{1}' not in repr(settings) and 'p"w{1}' not in str(settings.redacted())
