@@ -121,7 +121,9 @@ def run_from_cli(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"personalize-connector: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    configure_logging(args.log_format or settings.observability.log_format, args.log_level)
+    configure_logging(
+        args.log_format or settings.observability.log_format, args.log_level, settings.observability.log_payloads
+    )
     log.info("starting with %s", json.dumps(settings.redacted(), default=str))
     try:
         worker = build_worker(settings)

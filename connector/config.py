@@ -154,6 +154,9 @@ class ShutdownConfig(_Section):
 class ObservabilityConfig(_Section):
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9400  # 0 disables the HTTP server
     log_format: Literal["json", "text"] = "json"
+    # Show user and item ids (and the service's messages about them) in logs as they are instead
+    # of as hashes. For debugging only: they are personal data.
+    log_payloads: bool = False
 
 
 class MappingConfig(_Section):
@@ -350,7 +353,14 @@ class Settings(BaseSettings):
         """A JSON-ready dump for logging: SecretStr fields and credential-looking Kafka properties masked."""
         dumped = self.model_dump(mode="json")  # SecretStr dumps as "**********" in JSON mode
         dumped["kafka"]["config"] = self.kafka.redacted_config()
+        if dumped["schema_registry"]["url"]:
+            dumped["schema_registry"]["url"] = _without_userinfo(dumped["schema_registry"]["url"])
         return dumped
+
+
+def _without_userinfo(url: str) -> str:
+    """https://user:secret@host/... -> https://***@host/... (credentials inside a URL)."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]+@", r"\1***@", url)
 
 
 def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:

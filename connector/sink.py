@@ -21,6 +21,7 @@ from typing import Any
 import botocore.exceptions
 from botocore.config import Config
 
+from connector.logs import redact
 from connector.observability import Metrics
 from connector.ratelimit import AdaptiveRateLimiter
 from connector.records import Batch, BatchKey, EntityKey, Event, RejectedBySink
@@ -180,7 +181,7 @@ class PutEventsSink:
                     delay = self._systemic_backoff.delay(attempt)
                 else:
                     delay = self._backoff.delay(attempt)
-                log.debug("put_events failed (%s), retrying in %.2fs: %s", failure.value, delay, exc)
+                log.debug("call failed (%s), retrying in %.2fs: %s", failure.value, delay, redact(str(exc)))
                 attempt += 1
                 self._sleep(delay)
                 if self.stop.is_set():

@@ -23,6 +23,7 @@ from typing import Any
 from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterWriter
 from connector.entities import tombstone
+from connector.logs import redact
 from connector.observability import Health, Metrics
 from connector.offsets import OffsetTracker, decode_delivered, encode_delivered
 from connector.records import (
@@ -324,12 +325,12 @@ class Worker:
             return False
         self._consecutive_failures[tp] += 1
         log.warning(
-            "dead-lettering %s (%s/%s): %s", record.position(), error.stage, error.error_class, error.message
+            "dead-lettering %s (%s/%s): %s", record.position(), error.stage, error.error_class, redact(error.message)
         )
         topic = self._routes.for_topic(record.topic).dlq_topic
         if self._dlq is None or topic is None:
             raise FatalError(
-                f"{error.stage} error at {record.position()}: {error.error_class}: {error.message}. "
+                f"{error.stage} error at {record.position()}: {error.error_class}: {redact(error.message)}. "
                 "No dlq.topic is configured, so the worker stops here without committing past "
                 "this record; configure dlq.topic (or the route's dlq_topic) or fix the record."
             )
@@ -354,7 +355,7 @@ class Worker:
             log.error(
                 "%s stalled at offset %d after %d dead letters in a row (last: %s/%s: %s); retrying in %.0fs",
                 tp, record.offset, self._consecutive_failures[tp], error.stage, error.error_class,
-                error.message, self.settings.stall_retry_s,
+                redact(error.message), self.settings.stall_retry_s,
             )
         self._stalled.add(tp)
         self._rewind(tp, record.offset)
