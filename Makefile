@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check connector tests
+	$(BIN)/ruff check connector tests scripts bench
 	$(BIN)/mypy
 
 unit: $(STAMP)

@@ -29,6 +29,24 @@ def _produce(args: argparse.Namespace) -> int:
     return run_from_cli(args)
 
 
+def _check(args: argparse.Namespace) -> int:
+    from connector.check import run_from_cli
+
+    return run_from_cli(args)
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from connector.replay import replay_from_cli
+
+    return replay_from_cli(args)
+
+
+def _dlq_inspect(args: argparse.Namespace) -> int:
+    from connector.replay import inspect_from_cli
+
+    return inspect_from_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="personalize-connector",
@@ -75,6 +93,34 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--topic", help="default: the first topic of the config")
     produce.set_defaults(handler=_produce)
+
+    check = sub.add_parser(
+        "check",
+        help="probe the config, Kafka, the schema registry, the DLQ topic and Personalize; exit 1 on a failure",
+    )
+    check.add_argument("--config", required=True, metavar="FILE")
+    check.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per probe (default 10)")
+    check.set_defaults(handler=_check)
+
+    dlq = sub.add_parser("dlq", help="inspect or replay the dead-letter topic")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    replay = dlq_sub.add_parser(
+        "replay",
+        help="run dead letters through the pipeline again (own group <group_id>.dlq-replay, commits progress)",
+    )
+    replay.add_argument("--config", required=True, metavar="FILE")
+    replay.add_argument("--from-topic", metavar="TOPIC", help="default: dlq.topic of the config")
+    replay.add_argument("--limit", type=int, metavar="N", help="replay at most N records (partitions in order)")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="decode and map only: say per record whether it would succeed now"
+    )
+    replay.add_argument("--log-level", default="WARNING")
+    replay.set_defaults(handler=_dlq_replay)
+    inspect = dlq_sub.add_parser("inspect", help="summarise dead letters by stage and error class (no commits)")
+    inspect.add_argument("--config", required=True, metavar="FILE")
+    inspect.add_argument("--from-topic", metavar="TOPIC", help="default: dlq.topic of the config")
+    inspect.add_argument("--limit", type=int, metavar="N", help="read at most N records (partitions in order)")
+    inspect.set_defaults(handler=_dlq_inspect)
     return parser
 
 

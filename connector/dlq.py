@@ -21,18 +21,22 @@ DoneCallback = Callable[[SourceRecord, Exception | None], None]
 def error_headers(record: SourceRecord, error: RecordError) -> list[tuple[str, bytes]]:
     """Original headers followed by the pkc.* context headers.
 
-    A record that fails again after a replay from the dead-letter topic carries the context of
-    its latest failure only; its original headers are kept.
+    A record that fails again after a replay from the dead-letter topic carries the error of its
+    latest failure and still names its original source position (so a replay derives the same
+    event id and inspection shows where it really came from).
     """
     message = error.message.encode("utf-8", "replace")[:MAX_MESSAGE_BYTES]
+    source = [(k, v) for k, v in record.headers if k.startswith("pkc.source.")] or [
+        ("pkc.source.topic", record.topic.encode()),
+        ("pkc.source.partition", str(record.partition).encode()),
+        ("pkc.source.offset", str(record.offset).encode()),
+    ]
     return [
         *((k, v) for k, v in record.headers if not k.startswith("pkc.")),
         ("pkc.error.stage", error.stage.encode()),
         ("pkc.error.class", error.error_class.encode()),
         ("pkc.error.message", message),
-        ("pkc.source.topic", record.topic.encode()),
-        ("pkc.source.partition", str(record.partition).encode()),
-        ("pkc.source.offset", str(record.offset).encode()),
+        *source,
     ]
 
 

@@ -131,6 +131,11 @@ class Worker:
         self._stop.set()
 
     @property
+    def routes(self) -> list[Route]:
+        """The routes this worker serves (their mappers may be wrapped before `run`, e.g. by replay)."""
+        return self._routes.routes
+
+    @property
     def assigned(self) -> set[TopicPartition]:
         return set(self._assigned)
 

@@ -1,0 +1,504 @@
+"""`personalize-connector dlq inspect | replay`: look at dead letters, and send them again after a fix.
+
+A dead letter is the original record (key, value, headers) plus `pkc.*` headers saying where it
+came from and why it failed (connector.dlq). After the cause is fixed (a mapping, a schema, a
+tracker), `replay` runs the dead letters through the same pipeline as `run`: the real Worker, built
+by `app.build_worker` from the configuration with two changes:
+
+- it reads the dead-letter topic with its own consumer group, `<kafka.group_id>.dlq-replay`, and
+  commits its progress there, so a second replay continues where the first stopped;
+- it stops at the end offsets captured when it started (`WorkerSettings.stop_at`). Records that
+  fail again are dead-lettered again to the dead-letter topic, after that end, with fresh `pkc.*`
+  headers, so the replay terminates and they can be replayed again later.
+
+Event ids: a record without its own `eventId` gets one derived from its position. A replay derives
+it from the original position named by the `pkc.source.*` headers, not from the position in the
+dead-letter topic, so the same source record dead-lettered twice is still one event at Personalize.
+
+`inspect` and `replay --dry-run` read with an assigned (group-less) consumer and never commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+import uuid
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from connector.config import ConfigError, Settings, load_settings
+from connector.dlq import parse_error_headers
+from connector.records import Event, RecordError, SourceRecord, TopicPartition
+
+if TYPE_CHECKING:
+    from connector.worker import Worker
+
+log = logging.getLogger(__name__)
+
+REPLAY_GROUP_SUFFIX = ".dlq-replay"
+READ_STALL_S = 30.0  # give up reading when nothing arrives for this long below the end offsets
+SYSTEMIC_GIVE_UP_S = 60.0  # stop a replay that cannot deliver anything (unknown tracker, bad credentials)
+IDLE_SAFETY_S = 60.0  # stop if nothing happens at all (e.g. another replay owns the partitions)
+
+
+class UsageError(Exception):
+    """The command cannot run as asked (no DLQ topic, topic missing); exit 2."""
+
+
+# ------------------------------------------------------------------------------------ positions
+
+
+def original_position(record: SourceRecord) -> SourceRecord:
+    """The record as it was at its source, per its pkc.source.* headers (itself if they are absent)."""
+    headers = parse_error_headers(list(record.headers))
+    try:
+        topic = headers["pkc.source.topic"]
+        partition = int(headers["pkc.source.partition"])
+        offset = int(headers["pkc.source.offset"])
+    except (KeyError, ValueError):
+        return record
+    return SourceRecord(topic, partition, offset, record.key, record.value, record.headers, record.timestamp_ms)
+
+
+class OriginalPositionMapper:
+    """Maps with the original position (for derived event ids); the event still tracks the DLQ record."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def to_event(self, record: dict[str, Any], source: SourceRecord) -> Event:
+        event: Event = self._inner.to_event(record, original_position(source))
+        event.record = source
+        return event
+
+
+# --------------------------------------------------------------------------------- offset plans
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Offsets [start, stop) of one partition to read."""
+
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def _consumer(settings: Settings, group_id: str) -> Any:
+    from confluent_kafka import Consumer
+
+    from connector.source.confluent import consumer_config
+
+    k = settings.kafka
+    config = consumer_config(k.bootstrap_servers, group_id, "earliest", k.config)
+    return Consumer(config)
+
+
+def plan_spans(
+    consumer: Any, topic: str, limit: int | None, committed_group: bool, timeout_s: float = 10.0
+) -> dict[TopicPartition, Span]:
+    """What to read of `topic`: from the group's committed offset (or the log start) to the end now.
+
+    `limit` is spread over the partitions in order: partition 0 first, then 1, ... Partitions with
+    nothing to read are left out.
+    """
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+    metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise UsageError(f"topic '{topic}' does not exist")
+    partitions = sorted(metadata.partitions)
+    committed: dict[int, int] = {}
+    if committed_group:
+        for tp in consumer.committed([KafkaTopicPartition(topic, p) for p in partitions], timeout=timeout_s):
+            committed[tp.partition] = tp.offset
+    spans: dict[TopicPartition, Span] = {}
+    remaining = limit
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(KafkaTopicPartition(topic, p), timeout=timeout_s)
+        start = max(low, committed.get(p, -1))
+        stop = high if remaining is None else min(high, start + remaining)
+        if stop > start:
+            spans[TopicPartition(topic, p)] = Span(start, stop)
+            if remaining is not None:
+                remaining -= stop - start
+        if remaining is not None and remaining <= 0:
+            break
+    return spans
+
+
+def read_spans(consumer: Any, spans: dict[TopicPartition, Span]) -> Iterator[SourceRecord]:
+    """Every record of the spans (assigned, no group commits); raises TimeoutError on a stall."""
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+    if not spans:
+        return
+    consumer.assign([KafkaTopicPartition(tp.topic, tp.partition, s.start) for tp, s in spans.items()])
+    position = {tp: s.start for tp, s in spans.items()}
+    last_progress = time.monotonic()
+    while any(position[tp] < s.stop for tp, s in spans.items()):
+        messages = consumer.consume(500, 0.5)
+        if not messages and time.monotonic() - last_progress > READ_STALL_S:
+            behind = {str(tp): f"{position[tp]}/{s.stop}" for tp, s in spans.items() if position[tp] < s.stop}
+            raise TimeoutError(f"no records for {READ_STALL_S:.0f}s below the end offsets: {behind}")
+        for msg in messages:
+            if msg.error() is not None:
+                continue
+            last_progress = time.monotonic()
+            tp = TopicPartition(msg.topic(), msg.partition())
+            span = spans.get(tp)
+            if span is None or msg.offset() >= span.stop:
+                continue
+            position[tp] = msg.offset() + 1
+            kind, timestamp = msg.timestamp()
+            yield SourceRecord(tp.topic, tp.partition, msg.offset(), msg.key(), msg.value(),
+                               tuple((k, v or b"") for k, v in msg.headers() or []), timestamp if kind else None)
+
+
+# ---------------------------------------------------------------------------------------- inspect
+
+
+@dataclass(slots=True)
+class ReasonStats:
+    count: int = 0
+    first: str = ""
+    last: str = ""
+    example: str = ""
+    source_topics: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class Inspection:
+    topic: str
+    records: int = 0
+    without_headers: int = 0
+    reasons: dict[tuple[str, str], ReasonStats] = field(default_factory=dict)
+    spans: dict[TopicPartition, Span] = field(default_factory=dict)
+
+    def add(self, record: SourceRecord) -> None:
+        self.records += 1
+        headers = parse_error_headers(list(record.headers))
+        if "pkc.error.stage" not in headers:
+            self.without_headers += 1
+            return
+        key = (headers["pkc.error.stage"], headers.get("pkc.error.class", "?"))
+        stats = self.reasons.setdefault(key, ReasonStats())
+        source = original_position(record)
+        where = source.position() if source is not record else f"{record.position()} (no source headers)"
+        stats.count += 1
+        stats.first = stats.first or where
+        stats.last = where
+        stats.example = stats.example or headers.get("pkc.error.message", "")
+        stats.source_topics[source.topic] += 1
+
+
+def inspect_topic(settings: Settings, topic: str, limit: int | None) -> Inspection:
+    consumer = _consumer(settings, f"pkc-dlq-inspect-{uuid.uuid4().hex[:8]}")
+    try:
+        spans = plan_spans(consumer, topic, limit, committed_group=False)
+        result = Inspection(topic, spans=spans)
+        for record in read_spans(consumer, spans):
+            result.add(record)
+        return result
+    finally:
+        consumer.close()
+
+
+def inspection_table(result: Inspection) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"dead letters in {result.topic}", title_justify="left")
+    table.add_column("stage")
+    table.add_column("error class")
+    table.add_column("count", justify="right")
+    table.add_column("first source", overflow="fold")
+    table.add_column("last source", overflow="fold")
+    table.add_column("example message", overflow="fold", max_width=60)
+    for (stage, error_class), stats in sorted(result.reasons.items(), key=lambda kv: (-kv[1].count, kv[0])):
+        table.add_row(stage, error_class, f"{stats.count:,}", stats.first, stats.last, stats.example)
+    if result.without_headers:
+        table.add_row("?", "(no pkc.* headers)", f"{result.without_headers:,}", "", "", "not written by the connector")
+    table.add_section()
+    table.add_row("total", "", f"{result.records:,}", "", "", "")
+    return table
+
+
+# --------------------------------------------------------------------------------------- dry run
+
+
+@dataclass(slots=True)
+class DryRun:
+    would_succeed: int = 0
+    would_fail: Counter[str] = field(default_factory=Counter)
+    unknown: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return self.would_succeed + sum(self.would_fail.values()) + sum(self.unknown.values())
+
+
+def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show: Any) -> DryRun:
+    """Decode and map what a replay would read now; `show(line)` gets one line per record."""
+    from connector.app import build_routes
+    from connector.decode import RegistryUnavailable
+    from connector.observability import Metrics
+
+    # The same decoder and mapper the replay worker would use (no call is made with its client).
+    [route] = build_routes(replay_settings(settings, topic, group), Metrics())
+    decoder, mapper = route.decoder, OriginalPositionMapper(route.mapper)
+    result = DryRun()
+    # The replay group's own committed offsets: the dry run previews exactly what `replay` would read.
+    consumer = _consumer(settings, group)
+    try:
+        spans = plan_spans(consumer, topic, limit, committed_group=True)
+        for record in read_spans(consumer, spans):
+            headers = parse_error_headers(list(record.headers))
+            was = f"{headers.get('pkc.error.stage', '?')}/{headers.get('pkc.error.class', '?')}"
+            source = original_position(record)
+            origin = f" from {source.position()}" if source is not record else ""
+            prefix = f"{record.position()}{origin} (was {was})"
+            try:
+                event = mapper.to_event(decoder.decode(record.value or b""), record)
+            except RecordError as error:
+                reason = f"{error.stage}/{error.error_class}"
+                result.would_fail[reason] += 1
+                show(f"{prefix}: still fails: {reason}: {error.message}")
+                continue
+            except RegistryUnavailable as exc:
+                result.unknown["registry unavailable"] += 1
+                show(f"{prefix}: cannot tell, the schema registry is unavailable: {exc}")
+                continue
+            result.would_succeed += 1
+            session = getattr(event.key, "session_id", None)
+            show(f"{prefix}: would be sent now (eventId {event.body.get('eventId')}, session {session})")
+    finally:
+        consumer.close()  # never committed: enable.auto.commit is off and we commit nothing
+    return result
+
+
+def dry_run_table(topic: str, result: DryRun) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"dry run of a replay of {topic} (nothing sent, nothing committed)", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    table.add_row("dead letters read", f"{result.total:,}")
+    table.add_row("would be sent now", f"{result.would_succeed:,}")
+    table.add_row("would fail again", f"{sum(result.would_fail.values()):,}")
+    for reason, n in sorted(result.would_fail.items()):
+        table.add_row(f"  {reason}", f"{n:,}")
+    for reason, n in sorted(result.unknown.items()):
+        table.add_row(f"cannot tell: {reason}", f"{n:,}")
+    return table
+
+
+# ----------------------------------------------------------------------------------------- replay
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    topic: str
+    group: str
+    planned: int
+    summary: dict[str, Any]
+    exit_code: int
+    not_reached: dict[str, str]
+    stopped_because: str | None = None
+
+
+def replay_settings(settings: Settings, topic: str, group: str) -> Settings:
+    """The configuration of the replay worker: the DLQ as the interactions route's only topic, its own group.
+
+    Items/users routes are left out (their dead letters are not replayed by this command), and the
+    "stall after a run of dead letters" guard is off: a DLQ is nothing but a run of failures.
+    """
+    if settings.personalize.tracking_id is None:
+        raise UsageError("dlq replay sends interaction events: personalize.tracking_id is required")
+    kafka = settings.kafka.model_copy(update={"topics": [topic], "group_id": group, "auto_offset_reset": "earliest"})
+    # Failures go back to the configured DLQ; with none configured, to the topic being replayed.
+    dlq = settings.dlq.model_copy(update={"topic": settings.dlq.topic or topic, "max_consecutive_failures": 0})
+    observability = settings.observability.model_copy(update={"metrics_port": 0})
+    return settings.model_copy(update={"kafka": kafka, "dlq": dlq, "observability": observability, "routes": []})
+
+
+def _wrap_mappers(worker: Worker) -> None:
+    """Derive event ids from the original positions (see the module docstring)."""
+    for route in worker.routes:
+        route.mapper = OriginalPositionMapper(route.mapper)
+
+
+def replay(settings: Settings, topic: str, limit: int | None) -> ReplayResult:
+    from connector.app import build_worker
+
+    group = settings.kafka.group_id + REPLAY_GROUP_SUFFIX
+    consumer = _consumer(settings, group)
+    try:
+        spans = plan_spans(consumer, topic, limit, committed_group=True)
+    finally:
+        consumer.close()
+    planned = sum(s.size for s in spans.values())
+    if not spans:
+        return ReplayResult(topic, group, 0, {}, 0, {})
+    worker = build_worker(replay_settings(settings, topic, group))
+    worker.settings.stop_at = {tp: s.stop for tp, s in spans.items()}
+    _wrap_mappers(worker)
+
+    stopped_because: list[str] = []
+    done = threading.Event()
+
+    def watchdog() -> None:
+        """A replay that cannot deliver anything (systemic failure) would wait forever: stop it."""
+        since: float | None = None
+        while not done.wait(1.0):
+            if worker.systemic_error is None:
+                since = None
+                continue
+            since = since or time.monotonic()
+            if time.monotonic() - since >= SYSTEMIC_GIVE_UP_S:
+                stopped_because.append(f"PutEvents failing for {SYSTEMIC_GIVE_UP_S:.0f}s: {worker.systemic_error}")
+                worker.request_stop()
+                return
+
+    guard = threading.Thread(target=watchdog, name="replay-watchdog", daemon=True)
+    guard.start()
+    try:
+        code = worker.run(exit_when_idle_s=IDLE_SAFETY_S)
+    finally:
+        done.set()
+    not_reached = _not_reached(settings, group, spans)
+    if not_reached and code == 0:
+        code = 1
+    return ReplayResult(topic, group, planned, worker.summary(), code, not_reached,
+                        stopped_because[0] if stopped_because else None)
+
+
+def _not_reached(settings: Settings, group: str, spans: dict[TopicPartition, Span]) -> dict[str, str]:
+    """Partitions whose committed offset in the replay group is still below the planned stop."""
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+    consumer = _consumer(settings, group)
+    try:
+        committed = consumer.committed([KafkaTopicPartition(tp.topic, tp.partition) for tp in spans], timeout=10)
+    finally:
+        consumer.close()
+    out: dict[str, str] = {}
+    for ktp in committed:
+        tp = TopicPartition(ktp.topic, ktp.partition)
+        if ktp.offset < spans[tp].stop:
+            out[str(tp)] = f"committed {max(ktp.offset, spans[tp].start)} of {spans[tp].stop}"
+    return out
+
+
+def replay_table(result: ReplayResult) -> Any:
+    from rich.table import Table
+
+    s = result.summary
+    table = Table(title=f"replay of {result.topic} (group {result.group})", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("dead letters replayed", f"{s.get('records_consumed', 0):,} of {result.planned:,} planned")
+    table.add_row("delivered now", f"{s.get('events_delivered', 0):,}")
+    table.add_row("PutEvents calls", f"{s.get('calls', 0):,}")
+    table.add_row("failed again (dead-lettered again)", f"{s.get('dead_letters', 0):,}")
+    for reason, n in s.get("dead_letters_by_reason", {}).items():
+        table.add_row(f"  {reason}", f"{n:,}")
+    for tp, where in result.not_reached.items():
+        table.add_row(f"not finished: {tp}", where)
+    return table
+
+
+# -------------------------------------------------------------------------------------------- CLI
+
+
+def _load(args: argparse.Namespace) -> tuple[Settings, str]:
+    settings = load_settings(args.config)
+    topic: str | None = args.from_topic or settings.dlq.topic
+    if not topic:
+        raise UsageError("no dead-letter topic: set dlq.topic in the configuration or pass --from-topic")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    return settings, topic
+
+
+def quiet_registry_imports() -> None:
+    """Import the registry client with its dependencies' deprecation notices silenced (not actionable
+    here; authlib re-enables its own warnings on import, so a plain filter would not do)."""
+    with warnings.catch_warnings():
+        with suppress(ImportError):
+            import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401  # its filter first, ours before it
+        warnings.simplefilter("ignore")
+        import confluent_kafka.schema_registry  # noqa: F401
+
+
+def inspect_from_cli(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    quiet_registry_imports()
+    console = Console(highlight=False)
+    try:
+        settings, topic = _load(args)
+        result = inspect_topic(settings, topic, args.limit)
+    except (ConfigError, UsageError) as exc:
+        print(f"personalize-connector dlq inspect: {exc}")
+        return 2
+    except TimeoutError as exc:
+        print(f"personalize-connector dlq inspect: reading {args.from_topic or 'the DLQ'} stalled: {exc}")
+        return 1
+    console.print(inspection_table(result))
+    read = ", ".join(f"{tp} {s.start}..{s.stop - 1}" for tp, s in result.spans.items()) or "nothing (empty)"
+    print(f"read {result.records:,} dead letter(s) from {topic}: {read}")
+    return 0
+
+
+def replay_from_cli(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from connector.logs import configure_logging
+
+    quiet_registry_imports()
+    console = Console(highlight=False)
+    try:
+        settings, topic = _load(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"personalize-connector dlq replay: {exc}")
+        return 2
+    configure_logging("text", args.log_level)
+    group = settings.kafka.group_id + REPLAY_GROUP_SUFFIX
+    try:
+        if args.dry_run:
+            print(f"dry run: decoding and mapping the dead letters of {topic} a replay would read now "
+                  f"(group {group}); nothing is sent and nothing committed")
+            dry = dry_run(settings, topic, group, args.limit, print)
+            console.print(dry_run_table(topic, dry))
+            return 0
+        print(f"replaying the dead letters of {topic} with consumer group {group}; "
+              f"records that fail again go to {settings.dlq.topic or topic}")
+        result = replay(settings, topic, args.limit)
+    except UsageError as exc:
+        print(f"personalize-connector dlq replay: {exc}")
+        return 2
+    except ConfigError as exc:
+        print(f"personalize-connector dlq replay: invalid configuration: {exc}")
+        return 2
+    except TimeoutError as exc:
+        print(f"personalize-connector dlq replay: {exc}")
+        return 1
+    if result.planned == 0:
+        print(f"nothing to replay: group {group} has committed everything in {topic}")
+        return 0
+    console.print(replay_table(result))
+    if result.stopped_because:
+        print(f"replay stopped early: {result.stopped_because}")
+    if result.not_reached:
+        print("replay did not finish; run it again to continue: "
+              + "; ".join(f"{tp} {w}" for tp, w in result.not_reached.items()))
+    return result.exit_code

@@ -1,0 +1,71 @@
+"""`make demo` (scripts/demo) runs end to end on its own ports and leaves nothing running.
+
+The demo starts and stops its own local stack, so it gets free ports of its own (never the test
+stack's, nor the demo's defaults 19092/18081, which a developer may be using) and its own state dir.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def stack_processes(state_dir: Path) -> str:
+    found = subprocess.run(["pgrep", "-af", "--", f"-Dlocal.stack.dir={state_dir} "],
+                           capture_output=True, text=True, check=False)
+    return found.stdout.strip()
+
+
+@pytest.mark.timeout(1500)
+def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
+    kafka, controller, registry = free_ports(3)
+    state_dir = tmp_path / "demo-stack"
+    env = {
+        **os.environ,
+        "DEMO_EVENTS": "2000",
+        "DEMO_KAFKA_PORT": str(kafka),
+        "DEMO_KAFKA_CONTROLLER_PORT": str(controller),
+        "DEMO_REGISTRY_PORT": str(registry),
+        "DEMO_STACK_DIR": str(state_dir),
+    }
+    for name in ("KAFKA_PORT", "REGISTRY_PORT", "KAFKA_CONTROLLER_PORT", "LOCAL_STACK_DIR"):
+        env.pop(name, None)
+    try:
+        result = subprocess.run([str(REPO_ROOT / "scripts" / "demo")], env=env, capture_output=True, text=True,
+                                timeout=1400, check=False, stdin=subprocess.DEVNULL)
+        print(result.stdout[-6000:])
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        out = result.stdout
+        assert "demo summary" in out
+        assert "delivered (distinct eventIds at Personalize)" in out
+        assert "dead letters" in out and ("decode/" in out or "validate/" in out)
+        assert "records produced" in out and "2,000" in out
+        assert "verified: all 2,000 records were delivered" in out
+        assert "local stack on" in out and "stopped" in out
+        assert stack_processes(state_dir) == ""
+    finally:
+        leftover = stack_processes(state_dir)
+        if leftover:  # never leave JVMs behind, even when an assertion above failed
+            subprocess.run([str(REPO_ROOT / "scripts" / "local-stack"), "down"], check=False, timeout=180,
+                           env={**env, "KAFKA_PORT": str(kafka), "KAFKA_CONTROLLER_PORT": str(controller),
+                                "REGISTRY_PORT": str(registry), "LOCAL_STACK_DIR": str(state_dir)})
+        assert leftover == "", f"demo left processes running:\n{leftover}"
