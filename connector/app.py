@@ -24,6 +24,7 @@ from connector.observability import Metrics, ObservabilityServer
 from connector.ratelimit import AdaptiveRateLimiter
 from connector.routes import Route
 from connector.sink import PutEventsSink, make_client
+from connector.source.auth import KafkaAuthError, confluent_auth_config
 from connector.source.confluent import ConfluentSource, consumer_config
 from connector.worker import Worker, WorkerSettings
 
@@ -88,9 +89,12 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     if k.client != "confluent":
         raise ConfigError(f"kafka.client: {k.client!r} is not available yet; allowed: 'confluent'")
     routes = build_routes(settings, metrics)
-    source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, k.config))
+    client_config = {**k.config, **confluent_auth_config(k.msk_iam_region)}
+    source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, client_config))
     dlq_topics = [r.dlq_topic for r in routes if r.dlq_topic]
-    dead_letters = ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, k.config) if dlq_topics else None
+    dead_letters = (
+        ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, client_config) if dlq_topics else None
+    )
     return Worker(
         WorkerSettings(
             topics=[topic for route in routes for topic in route.topics],
@@ -127,7 +131,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
     log.info("starting with %s", json.dumps(settings.redacted(), default=str))
     try:
         worker = build_worker(settings)
-    except ConfigError as exc:
+    except (ConfigError, KafkaAuthError) as exc:
         print(f"personalize-connector: invalid configuration: {exc}", file=sys.stderr)
         return 2
 

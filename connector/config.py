@@ -69,6 +69,9 @@ class KafkaConfig(_Section):
     poll_timeout_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     commit_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 1000
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # AWS MSK with IAM auth: SASL_SSL + OAUTHBEARER with tokens signed for this region from the
+    # standard AWS credential chain (no password in the configuration).
+    msk_iam_region: Annotated[str, Field(min_length=1)] | None = None
     # Store the offsets already delivered above the commit watermark in the commit's metadata, so a
     # new owner after a crash or rebalance skips them instead of sending them again.
     commit_metadata: bool = True
