@@ -25,7 +25,7 @@ from connector.ratelimit import AdaptiveRateLimiter
 from connector.routes import Route
 from connector.sink import PutEventsSink, make_client
 from connector.source.auth import KafkaAuthError, confluent_auth_config
-from connector.source.confluent import ConfluentSource, consumer_config
+from connector.source.confluent import ConfluentSource, KafkaUnreachable, consumer_config
 from connector.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     routes = build_routes(settings, metrics)
     client_config = {**k.config, **confluent_auth_config(k.msk_iam_region)}
     source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, client_config))
+    source.preflight()
     dlq_topics = [r.dlq_topic for r in routes if r.dlq_topic]
     dead_letters = (
         ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, client_config) if dlq_topics else None
@@ -131,9 +132,12 @@ def run_from_cli(args: argparse.Namespace) -> int:
     log.info("starting with %s", json.dumps(settings.redacted(), default=str))
     try:
         worker = build_worker(settings)
-    except (ConfigError, KafkaAuthError) as exc:
+    except ConfigError as exc:
         print(f"personalize-connector: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    except (KafkaAuthError, KafkaUnreachable) as exc:
+        print(f"personalize-connector: cannot start: {exc}", file=sys.stderr)
+        return 1
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; draining", signal.Signals(signum).name)

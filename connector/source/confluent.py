@@ -40,10 +40,33 @@ def consumer_config(
     }
 
 
+class KafkaUnreachable(Exception):
+    """The broker cannot be used with this configuration (said at start-up, with the reason)."""
+
+
 class ConfluentSource:
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self._consumer = Consumer(dict(config))
+        # librdkafka reports connection, TLS and SASL failures only to error_cb (and then retries
+        # forever); keep the latest so start-up can say why the broker cannot be reached.
+        self._errors: list[str] = []
+        self._consumer = Consumer(
+            {**config, "error_cb": self._on_error, "logger": logging.getLogger("librdkafka")}
+        )
         self._listener: RebalanceListener | None = None
+
+    def _on_error(self, error: KafkaError) -> None:
+        self._errors.append(str(error.str()))
+        del self._errors[:-5]
+
+    def preflight(self, timeout_s: float = 10.0) -> None:
+        """Fetch cluster metadata once; raise KafkaUnreachable naming the cause (wrong password,
+        untrusted certificate, nothing listening) instead of retrying silently for ever."""
+        try:
+            self._consumer.list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            self._consumer.poll(0.5)  # error_cb is served by poll
+            reasons = "; ".join(dict.fromkeys(self._errors)) or str(exc)
+            raise KafkaUnreachable(f"cannot use the Kafka cluster: {_explain(reasons)}") from None
 
     def subscribe(self, topics: list[str], listener: RebalanceListener) -> None:
         # librdkafka subscribes by regex for entries starting with "^", as our config documents.
@@ -133,3 +156,17 @@ class ConfluentSource:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def _explain(reasons: str) -> str:
+    """librdkafka's words, prefixed with what they mean for the configuration."""
+    lowered = reasons.lower()
+    if "authentication" in lowered or "sasl" in lowered:
+        hint = "SASL authentication failed (check sasl.mechanism, sasl.username, sasl.password)"
+    elif "certificate verify failed" in lowered or "ssl handshake" in lowered:
+        hint = "the TLS handshake failed: the broker's certificate is not trusted (check ssl.ca.location)"
+    elif "certificate" in lowered or "ssl" in lowered:
+        hint = "TLS failed (check the ssl.* properties: CA, client certificate and key)"
+    else:
+        hint = "the brokers are not reachable (check bootstrap_servers and security.protocol)"
+    return f"{hint}: {reasons}"
