@@ -6,6 +6,7 @@ import argparse
 import importlib.resources
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -155,4 +156,10 @@ def run_from_cli(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     log.info("summary %s", json.dumps(worker.summary()))
+    if worker.calls_in_flight:
+        # Abandoned calls may sit in an HTTP read for up to botocore's timeout, and the interpreter
+        # joins pool threads at exit; their records are uncommitted, so leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
     return code

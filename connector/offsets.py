@@ -8,6 +8,8 @@ committed for a partition is the first offset that has not left yet (Kafka's com
 
 from __future__ import annotations
 
+import base64
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -146,45 +148,37 @@ class OffsetTracker:
 
 # Commit metadata: the offsets already delivered above the committed one, so that the next owner of
 # the partition (after a crash or a rebalance) does not send them again. Kafka keeps one metadata
-# string per committed partition (offset.metadata.max.bytes, 4096 by default).
-METADATA_PREFIX = "pkc1:"
+# string per committed partition (offset.metadata.max.bytes, 4096 by default). With sessions
+# interleaved in a partition the delivered offsets are fragmented, so they are stored as a bitmap
+# (bit i: offset committed+1+i), zlib-compressed and base64-encoded: dense for both long runs
+# and scattered offsets.
+METADATA_PREFIX = "pkc2:"
 METADATA_MAX_CHARS = 3500
 
 
-def _b36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if n == 0:
-            return out
+def _pack(committed: int, delivered: list[int], span: int) -> str:
+    bitmap = bytearray((span + 7) // 8)
+    for offset in delivered:
+        i = offset - committed - 1
+        if 0 <= i < span:
+            bitmap[i >> 3] |= 1 << (i & 7)
+    return METADATA_PREFIX + base64.b64encode(zlib.compress(bytes(bitmap), 9)).decode("ascii")
 
 
 def encode_delivered(committed: int, delivered: list[int], max_chars: int = METADATA_MAX_CHARS) -> str:
-    """Runs of delivered offsets above `committed` as "gap[+extra]" items in base 36.
+    """The delivered offsets above `committed` (sorted) as commit metadata of at most `max_chars`.
 
-    A run starting `gap` after the end of the previous one (the committed offset at first) and
-    `extra` offsets long after its first. What does not fit is left out, which is safe: those
-    offsets are merely sent again.
+    When they do not fit, only those closest to the committed offset are kept, which is safe: the
+    others are merely sent again.
     """
-    items: list[str] = []
-    size = len(METADATA_PREFIX)
-    cursor = committed
-    i = 0
-    while i < len(delivered):
-        start = delivered[i]
-        j = i
-        while j + 1 < len(delivered) and delivered[j + 1] == delivered[j] + 1:
-            j += 1
-        item = _b36(start - cursor) + (f"+{_b36(j - i)}" if j > i else "")
-        if size + len(item) + 1 > max_chars:
-            break
-        items.append(item)
-        size += len(item) + 1
-        cursor = delivered[j] + 1
-        i = j + 1
-    return METADATA_PREFIX + ",".join(items)
+    if not delivered:
+        return METADATA_PREFIX
+    span = delivered[-1] - committed
+    text = _pack(committed, delivered, span)
+    while len(text) > max_chars and span > 8:
+        span //= 2
+        text = _pack(committed, delivered, span)
+    return text if len(text) <= max_chars else METADATA_PREFIX
 
 
 def decode_delivered(committed: int, metadata: str) -> list[int]:
@@ -192,15 +186,11 @@ def decode_delivered(committed: int, metadata: str) -> list[int]:
     if not metadata.startswith(METADATA_PREFIX) or committed < 0:
         return []
     body = metadata[len(METADATA_PREFIX):]
-    offsets: list[int] = []
-    cursor = committed
-    try:
-        for item in filter(None, body.split(",")):
-            gap, _, extra = item.partition("+")
-            start = cursor + int(gap, 36)
-            length = int(extra, 36) + 1 if extra else 1
-            offsets.extend(range(start, start + length))
-            cursor = start + length
-    except ValueError:
+    if not body:
         return []
-    return offsets
+    try:
+        bitmap = zlib.decompress(base64.b64decode(body, validate=True))
+    except (ValueError, zlib.error):
+        return []
+    return [committed + 1 + (i << 3) + bit for i, byte in enumerate(bitmap) if byte for bit in range(8)
+            if byte >> bit & 1]

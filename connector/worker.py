@@ -118,6 +118,7 @@ class Worker:
         self._consecutive_failures: dict[TopicPartition, int] = defaultdict(int)
         self._stalled: set[TopicPartition] = set()
         self._stop = threading.Event()
+        self._closing = False  # shutting down: no new calls, no waiting in callbacks
         self._fatal: str | None = None
         self._last_commit = clock()
         self._last_activity = clock()
@@ -249,6 +250,8 @@ class Worker:
     # ----------------------------------------------------------------- sink side
 
     def _submit(self, batch: Batch) -> None:
+        if self._closing:
+            return  # its records stay uncommitted; the next owner sends them
         if batch.key in self._busy_sessions:
             self._waiting.setdefault(batch.key, deque()).append(batch)
             return
@@ -258,7 +261,8 @@ class Worker:
         future = self._pool.submit(self._routes.by_name[batch.key.route].sink.send, batch)
 
         def report(done: Future[SendOutcome]) -> None:
-            self._completions.put((done.result(), epochs))
+            if not done.cancelled():  # cancelled at shutdown: never started, nothing to report
+                self._completions.put((done.result(), epochs))
 
         future.add_done_callback(report)
 
@@ -311,7 +315,7 @@ class Worker:
         for event in outcome.delivered:
             self._consecutive_failures[event.record.tp] = 0
         retry = [e for e in outcome.abandoned if current(e)]
-        if retry and not self._stop.is_set():
+        if retry and not self._stop.is_set() and not self._closing:
             self._submit(Batch(key, retry))
 
     # ----------------------------------------------------------------- outcomes
@@ -505,7 +509,8 @@ class Worker:
         revoked = set(tps) & self._assigned
         for batch in self._batcher.flush_partitions(revoked):
             self._submit(batch)
-        deadline = self._clock() + self.settings.revoke_timeout_s
+        # While closing, the grace period is over: commit what is done without waiting.
+        deadline = self._clock() + (0.0 if self._closing else self.settings.revoke_timeout_s)
         while any(self._tracker.in_flight(tp) for tp in revoked) and self._clock() < deadline:
             self._wait_for_completion(0.05)
             if self._dlq is not None:
@@ -567,18 +572,27 @@ class Worker:
                     "grace period over with %d calls in flight; exiting without committing them",
                     self._calls_in_flight,
                 )
+            # From here on nothing new is sent and nothing is waited for: what is still in flight
+            # stays uncommitted and the next owner sends it again.
+            self._closing = True
             self._stop_sinks()
             self._drain_completions()
             self._commit()
         except Exception:
             log.exception("error while draining")
         finally:
+            self._closing = True
             self._stop_sinks()
-            self._pool.shutdown(wait=True, cancel_futures=True)
             try:
-                self._source.close()
+                self._source.close()  # the revoke callback commits what finished meanwhile
             except Exception:
                 log.exception("error while closing the consumer")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls still running (after `run` returns: abandoned ones whose HTTP request has not ended)."""
+        return self._calls_in_flight
 
     def _stop_sinks(self) -> None:
         for route in self._routes.routes:

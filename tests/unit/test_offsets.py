@@ -121,9 +121,18 @@ def test_commit_metadata_round_trips_delivered_offsets(committed: int, deltas: l
         assert decoded == delivered
 
 
+def test_fragmented_offsets_fit_densely() -> None:
+    """Interleaved sessions leave every other offset delivered: thousands still fit."""
+    from connector.offsets import decode_delivered, encode_delivered
+
+    delivered = list(range(1001, 41001, 2))  # 20,000 scattered offsets above 1000
+    assert decode_delivered(1000, encode_delivered(1000, delivered)) == delivered
+
+
 def test_foreign_or_broken_metadata_skips_nothing() -> None:
     from connector.offsets import decode_delivered
 
     assert decode_delivered(10, "") == []
     assert decode_delivered(10, "some other tool's metadata") == []
-    assert decode_delivered(10, "pkc1:zz+!") == []
+    assert decode_delivered(10, "pkc2:not base64!") == []
+    assert decode_delivered(10, "pkc2:") == []
