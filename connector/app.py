@@ -17,7 +17,8 @@ from connector.batcher import SessionBatcher
 from connector.config import ConfigError, EntityRoute, EventsRoute, Settings, load_settings
 from connector.decode import build_decoder
 from connector.decode.base import RegistryUnavailable
-from connector.dlq import ConfluentDeadLetterWriter
+from connector.dlq import ConfluentDeadLetterWriter, DeadLetterWriter
+from connector.dlq_kafka_python import KafkaPythonDeadLetterWriter
 from connector.entities import EntityMapper
 from connector.events import EventMapper
 from connector.logs import configure_logging
@@ -27,6 +28,9 @@ from connector.routes import Route
 from connector.sink import PutEventsSink, make_client
 from connector.source.auth import KafkaAuthError, confluent_auth_config
 from connector.source.confluent import ConfluentSource, KafkaUnreachable, consumer_config
+from connector.source.kafka_python import KafkaPythonSource
+from connector.source.kafka_python import auth_config as kafka_python_auth_config
+from connector.source.kafka_python import consumer_config as kafka_python_consumer_config
 from connector.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -87,16 +91,27 @@ def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
 def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
     k, b = settings.kafka, settings.batching
     metrics = metrics or Metrics()
-    if k.client != "confluent":
-        raise ConfigError(f"kafka.client: {k.client!r} is not available yet; allowed: 'confluent'")
     routes = build_routes(settings, metrics)
-    client_config = {**k.config, **confluent_auth_config(k.msk_iam_region)}
-    source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, client_config))
-    source.preflight()
     dlq_topics = [r.dlq_topic for r in routes if r.dlq_topic]
-    dead_letters = (
-        ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, client_config) if dlq_topics else None
-    )
+    source: ConfluentSource | KafkaPythonSource
+    dead_letters: DeadLetterWriter | None
+    if k.client == "kafka-python":
+        # kafka.config stays librdkafka-style; untranslatable properties raise a ConfigError naming them.
+        auth = kafka_python_auth_config(k.msk_iam_region)
+        source = KafkaPythonSource(
+            kafka_python_consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, k.config, auth)
+        )
+        source.preflight()
+        dead_letters = (
+            KafkaPythonDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, k.config, auth) if dlq_topics else None
+        )
+    else:
+        client_config = {**k.config, **confluent_auth_config(k.msk_iam_region)}
+        source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, client_config))
+        source.preflight()
+        dead_letters = (
+            ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, client_config) if dlq_topics else None
+        )
     return Worker(
         WorkerSettings(
             topics=[topic for route in routes for topic in route.topics],

@@ -106,8 +106,8 @@ class SchemaRegistryConfig(_Section):
 
 
 class DecodeConfig(_Section):
-    # "glue" (AWS Glue Schema Registry framing) is planned; add it to this Literal when it lands.
-    format: Literal["confluent", "plain"] = "confluent"
+    # confluent: Schema Registry wire format; glue: AWS Glue Schema Registry; plain: schemaless Avro.
+    format: Literal["confluent", "plain", "glue"] = "confluent"
     # None means the packaged avro_schemas/interaction_event.avsc.
     reader_schema: FilePath | None = None
     # The fixed writer schema of schemaless ("plain") values.
@@ -120,6 +120,17 @@ class DecodeConfig(_Section):
         if value is None and info.data.get("format") == "plain":
             raise ValueError("is required when decode.format is 'plain' (the path of an .avsc file)")
         return value
+
+
+class GlueConfig(_Section):
+    """Where decode.format 'glue' fetches writer schemas (GetSchemaVersion; standard AWS credentials)."""
+
+    # None: personalize.region.
+    region: Annotated[str, Field(min_length=1)] | None = None
+    # Accept only schema versions of this registry (None: any registry the credentials can read).
+    registry_name: Annotated[str, Field(min_length=1)] | None = None
+    # A VPC endpoint, or a local Glue (moto) in tests.
+    endpoint_url: str | None = None
 
 
 class PersonalizeConfig(_Section):
@@ -276,6 +287,7 @@ class Settings(BaseSettings):
     kafka: KafkaConfig
     schema_registry: SchemaRegistryConfig = Field(default_factory=SchemaRegistryConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    glue: GlueConfig = Field(default_factory=GlueConfig)
     personalize: PersonalizeConfig
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     dlq: DlqConfig = Field(default_factory=DlqConfig)

@@ -6,27 +6,40 @@ from typing import Any
 
 from connector.decode.base import Decoder, RegistryUnavailable, load_schema
 from connector.decode.confluent_wire import ConfluentWireDecoder, SchemaNotFound
+from connector.decode.glue_wire import GlueWireDecoder, SchemaVersionNotFound, glue_client
 from connector.decode.plain import PlainAvroDecoder
 
 __all__ = [
     "ConfluentWireDecoder",
     "Decoder",
+    "GlueWireDecoder",
     "PlainAvroDecoder",
     "RegistryUnavailable",
     "SchemaNotFound",
+    "SchemaVersionNotFound",
     "build_decoder",
     "load_schema",
 ]
 
 
-def build_decoder(settings: Any, registry_client: Any = None) -> Decoder:
+def build_decoder(settings: Any, registry_client: Any = None, glue: Any = None) -> Decoder:
     """The decoder `settings.decode` asks for (`settings` is connector.config.Settings).
 
     `registry_client` is a confluent_kafka SchemaRegistryClient, required for format "confluent".
+    `glue` is a boto3 glue client for format "glue"; None builds one from `settings.glue`
+    (region defaulting to `personalize.region`).
     """
     reader = load_schema(settings.decode.reader_schema)
-    if settings.decode.format == "plain":
+    fmt = settings.decode.format
+    if fmt == "plain":
         return PlainAvroDecoder(load_schema(settings.decode.writer_schema), reader)
+    if fmt == "glue":
+        section = getattr(settings, "glue", None)
+        registry_name = getattr(section, "registry_name", None)
+        if glue is None:
+            region = getattr(section, "region", None) or settings.personalize.region
+            glue = glue_client(region, getattr(section, "endpoint_url", None))
+        return GlueWireDecoder.from_client(glue, reader, registry_name=registry_name)
     if registry_client is None:
         raise ValueError("decode.format 'confluent' needs a schema registry client")
     return ConfluentWireDecoder.from_registry(registry_client, reader)

@@ -34,7 +34,7 @@ config:
     max_event_per_call: 5          # misspelled
     max_in_flight_calls: 0         # below 1
   decode:
-    format: glue                   # not (yet) an allowed format
+    format: protobuf               # not an allowed format
   personalize:
     tracking_id: t
     max_requests_per_second: 10    # computed by the chart
@@ -44,7 +44,7 @@ keda:
 EXPECTED_PROBLEMS = [
     "at '/config/batching': additional properties 'max_event_per_call' not allowed",
     "at '/config/batching/max_in_flight_calls': minimum: got 0, want 1",
-    "at '/config/decode/format': value must be one of 'confluent', 'plain'",
+    "at '/config/decode/format': value must be one of 'confluent', 'plain', 'glue'",
     "at '/config/personalize': additional properties 'max_requests_per_second' not allowed",
     "at '/keda': additional properties 'enable' not allowed",
 ]

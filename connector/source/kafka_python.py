@@ -1,0 +1,556 @@
+"""The pure-Python source: kafka-python 3 (`KafkaConsumer`), batched `poll`, manual commits.
+
+Two things make kafka-python 3 different from librdkafka, and shape this module:
+
+* Its network I/O and group protocol run on a background I/O thread, and the rebalance listener is
+  invoked on that thread (while the worker thread waits inside `poll`). The worker's listener must
+  run on the worker thread and may call blocking consumer APIs (commit, committed), which
+  kafka-python refuses on its I/O thread. So the adapter here only queues what happened;
+  `KafkaPythonSource.poll` hands the queued callbacks to the worker's listener, in order, before
+  it returns that poll's records.
+* A revocation must reach the worker *before* the group moves on (so the worker can flush and
+  commit while it still owns the partitions). The adapter therefore interrupts `poll` when
+  partitions are revoked: it raises `_RebalanceHandOff`, which kafka-python's coordinator lets
+  finish the rebalance step it is in and then re-raises from `poll` (wrapped in a KafkaError, as
+  the Java client does with listener exceptions). With cooperative-sticky, the second rebalance
+  round (that gives the partitions to their new owner) only starts on our next `poll`, after the
+  worker has committed. With an eager assignor the JoinGroup is sent on that next `poll` too.
+
+The librdkafka-style `kafka.config` mapping (shared with the confluent backend and the dead-letter
+producer) is translated to kafka-python keyword arguments by `translate_config`; a property it
+cannot translate is an error naming it, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from connector.config import ConfigError
+from connector.records import SourceRecord, TopicPartition
+from connector.source.base import CommitFailed, RebalanceListener
+from connector.source.confluent import KafkaUnreachable, _explain
+
+log = logging.getLogger(__name__)
+
+Role = Literal["consumer", "producer"]
+
+
+class KafkaPythonConfigError(ConfigError, ValueError):
+    """`kafka.config` has a property (or value) the kafka-python backend cannot use."""
+
+
+# ------------------------------------------------------------------ config translation
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a string, got {value!r}")
+    return str(value)
+
+
+def _as_upper(value: Any) -> str:
+    return _as_str(value).upper()
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        return int(value.strip())
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _hostname_check(value: Any) -> bool:
+    # librdkafka: "https" verifies the broker's hostname against its certificate, "none" does not.
+    text = _as_str(value).strip().lower()
+    if text == "https":
+        return True
+    if text == "none":
+        return False
+    raise ValueError(f"expected 'https' or 'none', got {value!r}")
+
+
+def _assignors(value: Any) -> list[type]:
+    """librdkafka's `partition.assignment.strategy` names -> kafka-python assignor classes."""
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+    known: dict[str, type] = {
+        "cooperative-sticky": CooperativeStickyAssignor,
+        "range": RangePartitionAssignor,
+        "roundrobin": RoundRobinPartitionAssignor,
+    }
+    names = [n.strip().lower() for n in _as_str(value).split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise ValueError(f"expected a comma-separated list of {', '.join(known)}; got {value!r}")
+    if "cooperative-sticky" in names and len(set(names)) > 1:
+        # kafka-python (like the Java client) refuses to mix cooperative and eager assignors.
+        raise ValueError("cooperative-sticky cannot be combined with eager assignors (range, roundrobin)")
+    return [known[n] for n in dict.fromkeys(names)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Property:
+    keyword: str  # the kafka-python KafkaConsumer / KafkaProducer keyword argument
+    convert: Callable[[Any], Any]
+    consumer_only: bool = False
+
+
+# librdkafka (and Java) property names -> kafka-python keyword arguments.
+PROPERTIES: dict[str, _Property] = {
+    "client.id": _Property("client_id", _as_str),
+    "security.protocol": _Property("security_protocol", _as_upper),
+    "sasl.mechanism": _Property("sasl_mechanism", _as_upper),
+    "sasl.mechanisms": _Property("sasl_mechanism", _as_upper),  # librdkafka's older alias
+    "sasl.username": _Property("sasl_plain_username", _as_str),
+    "sasl.password": _Property("sasl_plain_password", _as_str),
+    "sasl.kerberos.service.name": _Property("sasl_kerberos_service_name", _as_str),
+    "ssl.ca.location": _Property("ssl_cafile", _as_str),
+    "ssl.certificate.location": _Property("ssl_certfile", _as_str),
+    "ssl.key.location": _Property("ssl_keyfile", _as_str),
+    "ssl.key.password": _Property("ssl_password", _as_str),
+    "ssl.crl.location": _Property("ssl_crlfile", _as_str),
+    "ssl.cipher.suites": _Property("ssl_ciphers", _as_str),
+    "ssl.endpoint.identification.algorithm": _Property("ssl_check_hostname", _hostname_check),
+    "client.dns.lookup": _Property("client_dns_lookup", _as_str),
+    "request.timeout.ms": _Property("request_timeout_ms", _as_int),
+    "socket.timeout.ms": _Property("request_timeout_ms", _as_int),  # librdkafka's name for it
+    "retry.backoff.ms": _Property("retry_backoff_ms", _as_int),
+    "reconnect.backoff.ms": _Property("reconnect_backoff_ms", _as_int),
+    "reconnect.backoff.max.ms": _Property("reconnect_backoff_max_ms", _as_int),
+    "metadata.max.age.ms": _Property("metadata_max_age_ms", _as_int),
+    "connections.max.idle.ms": _Property("connections_max_idle_ms", _as_int),
+    "socket.receive.buffer.bytes": _Property("receive_buffer_bytes", _as_int),
+    "socket.send.buffer.bytes": _Property("send_buffer_bytes", _as_int),
+    "allow.auto.create.topics": _Property("allow_auto_create_topics", _as_bool),
+    # consumer only: not handed to the dead-letter producer
+    "session.timeout.ms": _Property("session_timeout_ms", _as_int, consumer_only=True),
+    "heartbeat.interval.ms": _Property("heartbeat_interval_ms", _as_int, consumer_only=True),
+    "max.poll.interval.ms": _Property("max_poll_interval_ms", _as_int, consumer_only=True),
+    "group.instance.id": _Property("group_instance_id", _as_str, consumer_only=True),
+    "client.rack": _Property("client_rack", _as_str, consumer_only=True),
+    "partition.assignment.strategy": _Property("partition_assignment_strategy", _assignors, consumer_only=True),
+    "isolation.level": _Property("isolation_level", _as_str, consumer_only=True),
+    "check.crcs": _Property("check_crcs", _as_bool, consumer_only=True),
+    "fetch.min.bytes": _Property("fetch_min_bytes", _as_int, consumer_only=True),
+    "fetch.wait.max.ms": _Property("fetch_max_wait_ms", _as_int, consumer_only=True),
+    "fetch.max.wait.ms": _Property("fetch_max_wait_ms", _as_int, consumer_only=True),  # Java's name
+    "fetch.max.bytes": _Property("fetch_max_bytes", _as_int, consumer_only=True),
+    "max.partition.fetch.bytes": _Property("max_partition_fetch_bytes", _as_int, consumer_only=True),
+    "fetch.message.max.bytes": _Property("max_partition_fetch_bytes", _as_int, consumer_only=True),
+}
+
+# Set by the connector itself, from its own settings, whatever `kafka.config` says (as with the
+# confluent backend): accepted and dropped.
+OVERRIDDEN = frozenset({
+    "bootstrap.servers", "group.id", "auto.offset.reset",
+    "enable.auto.commit", "enable.auto.offset.store", "enable.partition.eof",
+})
+
+
+def translate_config(user_config: Mapping[str, Any], role: Role = "consumer") -> dict[str, Any]:
+    """librdkafka-style properties -> kafka-python keyword arguments.
+
+    Raises KafkaPythonConfigError naming every property it cannot translate (and every value it
+    cannot convert), so a setting is never silently lost when switching clients. For the
+    producer, consumer-only properties are dropped.
+    """
+    out: dict[str, Any] = {}
+    unknown: list[str] = []
+    invalid: list[str] = []
+    for key, value in user_config.items():
+        if key in OVERRIDDEN:
+            continue
+        prop = PROPERTIES.get(key)
+        if prop is None:
+            unknown.append(key)
+            continue
+        if prop.consumer_only and role == "producer":
+            continue
+        try:
+            out[prop.keyword] = prop.convert(value)
+        except ValueError as exc:
+            invalid.append(f"{key}: {exc}")
+    problems: list[str] = []
+    if unknown:
+        problems.append(
+            "kafka.config has properties the kafka-python client cannot use: "
+            + ", ".join(sorted(unknown))
+            + ". Remove them or use kafka.client: confluent. Properties kafka-python understands: "
+            + ", ".join(sorted(PROPERTIES))
+        )
+    if invalid:
+        problems.append("kafka.config has values kafka-python cannot use: " + "; ".join(invalid))
+    if problems:
+        raise KafkaPythonConfigError("\n".join(problems))
+    return out
+
+
+def _bootstrap_list(bootstrap_servers: str) -> list[str]:
+    return [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
+
+
+def auth_config(msk_iam_region: str | None) -> dict[str, Any]:
+    """kafka-python keyword arguments for `kafka.msk_iam_region` (AWS MSK IAM over SASL/OAUTHBEARER).
+
+    The same signer as the confluent backend (connector.source.auth), behind kafka-python's token
+    provider interface; kafka-python asks for a token on every new connection.
+    """
+    if msk_iam_region is None:
+        return {}
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    from connector.source.auth import KafkaAuthError, msk_iam_oauth_cb
+
+    oauth_cb = msk_iam_oauth_cb(msk_iam_region)
+
+    class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+        def token(self) -> str:
+            return oauth_cb("")[0]
+
+    provider = MskIamTokenProvider()
+    try:
+        provider.token()  # fail at start-up, with the reason, rather than on every connection
+    except Exception as exc:
+        raise KafkaAuthError(
+            f"kafka.msk_iam_region: cannot sign an MSK IAM token for {msk_iam_region}: {type(exc).__name__}: {exc}"
+        ) from None
+    return {"security_protocol": "SASL_SSL", "sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_provider": provider}
+
+
+def consumer_config(
+    bootstrap_servers: str,
+    group_id: str,
+    auto_offset_reset: str,
+    user_config: Mapping[str, Any],
+    auth: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """KafkaConsumer keyword arguments: our defaults, the translated `kafka.config`, `auth`
+    (from auth_config), our fixed keys."""
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+
+    return {
+        "partition_assignment_strategy": [CooperativeStickyAssignor],
+        **translate_config(user_config, "consumer"),
+        **(auth or {}),
+        "bootstrap_servers": _bootstrap_list(bootstrap_servers),
+        "group_id": group_id,
+        "auto_offset_reset": auto_offset_reset,
+        # What the delivery guarantee depends on; `kafka.config` cannot override it.
+        "enable_auto_commit": False,
+    }
+
+
+def producer_config(
+    bootstrap_servers: str, user_config: Mapping[str, Any], auth: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """KafkaProducer keyword arguments for the dead-letter producer (idempotent, acks=all)."""
+    return {
+        **translate_config(user_config, "producer"),
+        **(auth or {}),
+        "bootstrap_servers": _bootstrap_list(bootstrap_servers),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+    }
+
+
+# ------------------------------------------------------------------ the source
+
+
+class _RebalanceHandOff(Exception):
+    """Raised from the listener on kafka-python's I/O thread to make `poll` return to the worker."""
+
+
+class _DropHandOffLogs(logging.Filter):
+    """kafka-python logs listener exceptions with a traceback; ours is a signal, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, _RebalanceHandOff)
+
+
+_HANDOFF_FILTER = _DropHandOffLogs()
+logging.getLogger("kafka.coordinator.consumer").addFilter(_HANDOFF_FILTER)
+
+Change = Literal["assigned", "revoked", "lost"]
+
+
+def _ours(tps: Iterable[Any]) -> list[TopicPartition]:
+    return sorted((TopicPartition(tp.topic, tp.partition) for tp in tps), key=lambda t: (t.topic, t.partition))
+
+
+class KafkaPythonSource:
+    """`Source` over kafka-python's KafkaConsumer (see the module docstring for the threading)."""
+
+    def __init__(self, config: Mapping[str, Any], *, commit_timeout_s: float = 30.0) -> None:
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+
+        try:
+            # Unlike librdkafka, kafka-python connects here (bootstrap_timeout_ms, default 30 s).
+            self._consumer = KafkaConsumer(**dict(config))
+        except KafkaError as exc:
+            raise KafkaUnreachable(f"cannot use the Kafka cluster: {_explain(f'{type(exc).__name__}: {exc}')}") \
+                from None
+        self._listener: RebalanceListener | None = None
+        # Filled on kafka-python's I/O thread, drained on the worker thread (deque ops are atomic).
+        self._changes: deque[tuple[Change, list[TopicPartition]]] = deque()
+        # Revoked partitions the worker has already handled while kafka-python still lists them as
+        # assigned (eager assignors call the listener again for them right before the JoinGroup).
+        self._released: set[TopicPartition] = set()
+        self._lock = threading.Lock()
+        self._closing = False
+        self._commit_timeout_ms = int(commit_timeout_s * 1000)
+        # The broker waits up to max.poll.interval.ms for every member to rejoin (Java's join timeout).
+        self._rebalance_timeout_ms = int(self._consumer.config["max_poll_interval_ms"]) + 5000
+
+    # -------------------------------------------------------------- listener side (I/O thread)
+
+    def _on_revoked(self, partitions: Iterable[Any]) -> None:
+        tps = _ours(partitions)
+        if self._closing or not tps:
+            # Closing: the worker committed what it could before close(). Empty: eager assignors
+            # "revoke" nothing before the first join; interrupting that would loop forever.
+            return
+        with self._lock:
+            if tps and set(tps) <= self._released:
+                self._released.difference_update(tps)
+                return
+        self._changes.append(("revoked", tps))
+        raise _RebalanceHandOff(f"revoked {', '.join(map(str, tps))}")
+
+    def _on_assigned(self, partitions: Iterable[Any]) -> None:
+        tps = _ours(partitions)
+        with self._lock:
+            self._released.difference_update(tps)
+        if not self._closing:
+            self._changes.append(("assigned", tps))
+
+    def _on_lost(self, partitions: Iterable[Any]) -> None:
+        tps = _ours(partitions)
+        with self._lock:
+            self._released.difference_update(tps)
+        if not self._closing:
+            self._changes.append(("lost", tps))
+
+    # -------------------------------------------------------------- Source
+
+    def preflight(self, timeout_s: float = 10.0) -> None:
+        """Raise KafkaUnreachable naming the cause if the cluster cannot be used.
+
+        kafka-python already bootstrapped in the constructor (and raised there); this only checks
+        that the bootstrap is still good, for the same start-up sequence as the confluent source.
+        """
+        from kafka.errors import KafkaError
+
+        try:
+            self._consumer.bootstrap(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            raise KafkaUnreachable(f"cannot use the Kafka cluster: {_explain(f'{type(exc).__name__}: {exc}')}") \
+                from None
+
+    def subscribe(self, topics: list[str], listener: RebalanceListener) -> None:
+        from kafka import ConsumerRebalanceListener
+
+        source = self
+
+        class Adapter(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                source._on_revoked(revoked)
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                source._on_assigned(assigned)
+
+            def on_partitions_lost(self, lost: Any) -> None:
+                source._on_lost(lost)
+
+        self._listener = listener
+        patterns = [t for t in topics if t.startswith("^")]
+        if not patterns:
+            self._consumer.subscribe(topics=list(topics), listener=Adapter())
+            # kafka-python may join the group before its first metadata response for these topics
+            # arrives; the leader then assigns nothing and waits for the next metadata refresh
+            # (metadata.max.age.ms, 5 minutes). Knowing the partitions before the first poll avoids it.
+            for topic in topics:
+                self._consumer.partitions_for_topic(topic)
+            return
+        # kafka-python takes a list of names or one pattern; librdkafka's convention allows both.
+        names = [f"^{re.escape(t)}$" for t in topics if not t.startswith("^")]
+        pattern = "|".join(f"(?:{p})" for p in [*patterns, *names])
+        self._consumer.subscribe(pattern=pattern, listener=Adapter())
+
+    def poll(self, max_records: int, timeout_s: float) -> list[SourceRecord]:
+        from kafka.errors import KafkaError
+
+        try:
+            self._complete_rebalance()
+            batches = self._consumer.poll(timeout_ms=max(0, int(timeout_s * 1000)), max_records=max_records)
+        except KafkaError as exc:
+            if not isinstance(exc.__cause__, _RebalanceHandOff):
+                self._dispatch()
+                raise
+            batches = {}
+        gone = self._dispatch()
+        records: list[SourceRecord] = []
+        append = records.append
+        for ktp, batch in batches.items():
+            if gone and TopicPartition(ktp.topic, ktp.partition) in gone:
+                continue
+            for r in batch:  # kafka-python keeps each partition's records in offset order
+                timestamp = r.timestamp
+                append(
+                    SourceRecord(
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        r.key,
+                        r.value,
+                        tuple((k, v or b"") for k, v in r.headers) if r.headers else (),
+                        timestamp if timestamp is not None and timestamp >= 0 else None,
+                    )
+                )
+        return records
+
+    def _complete_rebalance(self) -> None:
+        """Wait inside kafka-python until a rebalance it is in the middle of has completed.
+
+        kafka-python 3.0.12 keeps an unfinished JoinGroup/SyncGroup task across polls, but when
+        that task completes *between* two polls, the next poll discards its result and sends a new
+        JoinGroup. With the short polls the worker makes (0 s while backpressured, 100 ms
+        otherwise) a group then rebalances forever and no member gets its partitions. So while a
+        rebalance is due or in flight (and the coordinator is known, so this cannot hang on a
+        broker outage), drive it to completion in one call bounded by the rebalance timeout.
+        """
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        try:
+            in_flight = getattr(coordinator, "_join_task", None) is not None
+            if coordinator is None or coordinator.coordinator_unknown():
+                return
+            if not in_flight and not coordinator.need_rejoin():
+                return
+        except AttributeError:  # pragma: no cover - a kafka-python without these internals
+            return
+        coordinator.poll(timeout_ms=self._rebalance_timeout_ms)
+
+    def _dispatch(self) -> set[TopicPartition]:
+        """Hand the queued rebalance callbacks to the worker's listener, on this (worker) thread."""
+        gone: set[TopicPartition] = set()
+        while self._changes:
+            change, tps = self._changes.popleft()
+            listener = self._listener
+            if change == "assigned":
+                gone.difference_update(tps)
+                if listener is not None:
+                    listener.on_assigned(tps)
+                continue
+            gone.update(tps)
+            if change == "revoked":
+                if listener is not None:
+                    listener.on_revoked(tps)
+                # Eager assignors keep revoked partitions assigned until the JoinGroup completes and
+                # call the listener again for them first: that call must not interrupt poll again.
+                still = set(self.assignment()) & set(tps)
+                if still:
+                    with self._lock:
+                        self._released.update(still)
+            elif listener is not None:
+                listener.on_lost(tps)
+        return gone
+
+    def commit(
+        self, offsets: Mapping[TopicPartition, int], metadata: Mapping[TopicPartition, str] | None = None
+    ) -> None:
+        if not offsets:
+            return
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+        from kafka.structs import TopicPartition as KafkaTopicPartition
+
+        metadata = metadata or {}
+        request = {
+            # leader_epoch -1: unknown; the broker then skips its fencing check, as librdkafka does.
+            KafkaTopicPartition(tp.topic, tp.partition): OffsetAndMetadata(offset, metadata.get(tp, ""), -1)
+            for tp, offset in offsets.items()
+        }
+        try:
+            self._consumer.commit(offsets=request, timeout_ms=self._commit_timeout_ms)
+        except KafkaError as exc:
+            raise CommitFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    def committed(self, tps: list[TopicPartition], timeout_s: float) -> dict[TopicPartition, tuple[int, str]]:
+        from kafka.structs import TopicPartition as KafkaTopicPartition
+
+        request = [KafkaTopicPartition(tp.topic, tp.partition) for tp in tps]
+        timeout_ms = int(timeout_s * 1000)
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        found: dict[Any, Any]
+        if coordinator is not None and hasattr(coordinator, "fetch_committed_offsets"):
+            # One OffsetFetch for all partitions (KafkaConsumer.committed asks one at a time).
+            found = coordinator.fetch_committed_offsets(request, timeout_ms=timeout_ms)
+        else:  # pragma: no cover - older kafka-python
+            found = {}
+            for ktp in request:
+                value = self._consumer.committed(ktp, metadata=True, timeout_ms=timeout_ms)
+                if value is not None:
+                    found[ktp] = value
+        out: dict[TopicPartition, tuple[int, str]] = {}
+        for tp, ktp in zip(tps, request, strict=True):
+            om = found.get(ktp)
+            out[tp] = (-1, "") if om is None else (int(om.offset), om.metadata or "")
+        return out
+
+    def _assigned_only(self, tps: list[TopicPartition]) -> list[Any]:
+        """kafka-python raises for partitions it no longer owns; the worker may not know yet."""
+        from kafka.structs import TopicPartition as KafkaTopicPartition
+
+        assigned = self._consumer.assignment()
+        wanted = [KafkaTopicPartition(tp.topic, tp.partition) for tp in tps]
+        return [ktp for ktp in wanted if ktp in assigned]
+
+    def pause(self, tps: list[TopicPartition]) -> None:
+        partitions = self._assigned_only(tps)
+        if partitions:
+            self._consumer.pause(*partitions)
+
+    def resume(self, tps: list[TopicPartition]) -> None:
+        partitions = self._assigned_only(tps)
+        if partitions:
+            self._consumer.resume(*partitions)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        partitions = self._assigned_only([tp])
+        if partitions:
+            self._consumer.seek(partitions[0], offset)
+        else:
+            log.debug("not seeking %s: no longer assigned", tp)
+
+    def assignment(self) -> list[TopicPartition]:
+        return _ours(self._consumer.assignment() or ())
+
+    def close(self) -> None:
+        self._closing = True
+        self._consumer.close(autocommit=False)

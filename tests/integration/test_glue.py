@@ -1,0 +1,151 @@
+"""The Glue decoder through boto3 against moto's Glue in server mode (a real HTTP endpoint), with
+schemas registered the way a producer registers them (create_registry, create_schema,
+register_schema_version) and records framed as the AWS serde library frames them."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import fastavro
+import pytest
+
+from connector.decode import GlueWireDecoder, load_schema
+from connector.decode.base import RegistryUnavailable, canonical_schema_text
+from connector.decode.glue_wire import glue_client
+from connector.records import DecodeError
+
+pytestmark = pytest.mark.integration
+
+REGION = "eu-west-1"
+READER = load_schema(None)
+WRITER = json.loads(canonical_schema_text())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_glue() -> Iterator[str]:
+    """moto_server on a free loopback port; yields its URL."""
+    exe = Path(sys.executable).with_name("moto_server")
+    if not exe.exists():
+        pytest.skip("moto_server is not installed (pip install -e '.[dev]')")
+    port = _free_port()
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None, "moto_server exited"
+                assert time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def glue(moto_glue: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    return glue_client(REGION, moto_glue)
+
+
+@pytest.fixture
+def registry(glue: Any) -> str:
+    name = f"registry-{uuid.uuid4().hex[:8]}"
+    glue.create_registry(RegistryName=name)
+    return name
+
+
+def _frame(version_id: str, schema: dict[str, Any], value: dict[str, Any], *, compress: bool) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), value)
+    body = zlib.compress(buf.getvalue()) if compress else buf.getvalue()
+    return bytes([3, 5 if compress else 0]) + uuid.UUID(version_id).bytes + body
+
+
+def _event(i: int) -> dict[str, Any]:
+    return {"eventId": f"e{i}", "trackingId": None, "sessionId": "s1", "userId": "u1", "eventType": "view",
+            "eventValue": 1.5, "itemId": f"i{i}", "properties": {"k": "v"}, "sentAt": 1_700_000_000_000 + i,
+            "recommendationId": None, "impression": ["a", "b"], "eventAttributionSource": None}
+
+
+def test_records_decode_with_the_writer_schema_glue_returns(glue: Any, registry: str) -> None:
+    created = glue.create_schema(RegistryId={"RegistryName": registry}, SchemaName="interactions",
+                                 DataFormat="AVRO", Compatibility="BACKWARD",
+                                 SchemaDefinition=json.dumps(WRITER))
+    v1 = created["SchemaVersionId"]
+    v2_schema = dict(WRITER)
+    v2_schema["fields"] = [*WRITER["fields"], {"name": "deviceType", "type": "string", "default": "unknown"}]
+    v2 = glue.register_schema_version(SchemaId={"RegistryName": registry, "SchemaName": "interactions"},
+                                      SchemaDefinition=json.dumps(v2_schema))["SchemaVersionId"]
+    assert v1 != v2
+    dec = GlueWireDecoder.from_client(glue, READER, registry_name=registry)
+    for i in range(20):
+        got = dec.decode(_frame(v1, WRITER, _event(i), compress=i % 2 == 1))
+        assert got["eventId"] == f"e{i}" and got["impression"] == ["a", "b"]
+        assert int(got["sentAt"].timestamp() * 1000) == 1_700_000_000_000 + i
+    got = dec.decode(_frame(v2, v2_schema, {**_event(99), "deviceType": "tv"}, compress=True))
+    assert got["eventId"] == "e99" and "deviceType" not in got
+
+
+def test_an_unknown_version_and_a_json_schema_are_decode_errors(glue: Any, registry: str) -> None:
+    dec = GlueWireDecoder.from_client(glue, READER)
+    with pytest.raises(DecodeError) as info:
+        dec.decode(_frame(str(uuid.uuid4()), WRITER, _event(1), compress=False))
+    assert info.value.error_class == "UnknownSchemaVersion"
+
+    json_version = glue.create_schema(
+        RegistryId={"RegistryName": registry}, SchemaName="json-events", DataFormat="JSON", Compatibility="NONE",
+        SchemaDefinition=json.dumps({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"}),
+    )["SchemaVersionId"]
+    with pytest.raises(DecodeError) as info:
+        dec.decode(bytes([3, 0]) + uuid.UUID(json_version).bytes + b'{"a": 1}')
+    assert info.value.error_class == "NotAvro"
+
+
+def test_a_version_from_another_registry_is_refused_when_registry_name_is_set(glue: Any, registry: str) -> None:
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    glue.create_registry(RegistryName=other)
+    version = glue.create_schema(RegistryId={"RegistryName": other}, SchemaName="interactions",
+                                 DataFormat="AVRO", Compatibility="NONE",
+                                 SchemaDefinition=json.dumps(WRITER))["SchemaVersionId"]
+    with pytest.raises(DecodeError) as info:
+        GlueWireDecoder.from_client(glue, READER, registry_name=registry).decode(
+            _frame(version, WRITER, _event(1), compress=False))
+    assert info.value.error_class == "UnknownSchemaVersion"
+    assert GlueWireDecoder.from_client(glue, READER, registry_name=other).decode(
+        _frame(version, WRITER, _event(1), compress=False))["eventId"] == "e1"
+
+
+def test_glue_unreachable_is_registry_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    nothing = boto3.client("glue", region_name=REGION, endpoint_url=f"http://127.0.0.1:{_free_port()}")
+    dec = GlueWireDecoder.from_client(nothing, READER)
+    with pytest.raises(RegistryUnavailable):
+        dec.decode(_frame(str(uuid.uuid4()), WRITER, _event(1), compress=False))
