@@ -12,7 +12,7 @@ help:
 	@echo "make demo        local stack + emulator + sample traffic through the connector, then down"
 	@echo "make test        lint, unit, emulator and integration tests (real Kafka + registry)"
 	@echo "make lint        ruff + mypy"
-	@echo "make bench       benchmarks (not yet)"
+	@echo "make bench       benchmarks side by side with the one-call-per-event baseline -> docs/benchmarks.md"
 	@echo "make chart-test  helm lint + kubernetes-validate + tests/helm (builds helm with Go once)"
 
 $(STAMP): pyproject.toml
@@ -39,7 +39,8 @@ demo: $(STAMP)
 	scripts/demo
 
 bench: $(STAMP)
-	@echo "make bench: not yet (see the benchmarks issue)"
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	BENCH_COMMAND="make bench" $(BIN)/python -m bench.run
 
 chart-test: $(STAMP)
 	scripts/chart-test
