@@ -43,7 +43,9 @@ def registry_client(settings: Settings) -> Any:
     sr = settings.schema_registry
     if not sr.url:
         return None
-    conf: dict[str, Any] = {"url": sr.url}
+    # A short timeout and one retry: lookups run on the poll loop, and a registry outage is handled
+    # by the worker (the partition waits and retries) rather than by the client blocking it.
+    conf: dict[str, Any] = {"url": sr.url, "timeout": 5, "max.retries": 1, "retries.wait.ms": 100}
     if sr.basic_auth_user is not None:
         password = sr.basic_auth_password.get_secret_value() if sr.basic_auth_password else ""
         conf["basic.auth.user.info"] = f"{sr.basic_auth_user}:{password}"

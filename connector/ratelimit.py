@@ -34,6 +34,7 @@ class AdaptiveRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._last = clock()
+        self._last_cut = float("-inf")
         self._lock = threading.Lock()
 
     def _refill(self, now: float) -> None:
@@ -59,7 +60,15 @@ class AdaptiveRateLimiter:
             self._sleep(min(wait, 0.1))
 
     def on_throttled(self) -> None:
-        """Multiplicative decrease: the service told us we are over quota."""
+        """Multiplicative decrease: the service told us we are over quota.
+
+        Several calls in flight are throttled by the same overshoot; cutting once per episode
+        (at most every 200 ms) keeps one burst of replies from collapsing the rate.
+        """
         with self._lock:
+            now = self._clock()
+            if now - self._last_cut < 0.2:
+                return
+            self._last_cut = now
             self.rate = max(self.min_rate, self.rate * 0.7)
             self._tokens = min(self._tokens, 0.0)

@@ -116,6 +116,8 @@ class Worker:
         # Offsets the previous owner delivered above its last commit (from the commit metadata).
         self._already_delivered: dict[TopicPartition, set[int]] = {}
         self._consecutive_failures: dict[TopicPartition, int] = defaultdict(int)
+        # The offset of each partition's latest dead letter: only a delivery after it ends a run.
+        self._last_dead_letter: dict[TopicPartition, int] = {}
         self._stalled: set[TopicPartition] = set()
         self._stop = threading.Event()
         self._closing = False  # shutting down: no new calls, no waiting in callbacks
@@ -313,7 +315,10 @@ class Worker:
             if current(event):
                 self._dead_letter(event.record, error)
         for event in outcome.delivered:
-            self._consecutive_failures[event.record.tp] = 0
+            # A call finishing late for records *before* a run of dead letters must not end it.
+            tp = event.record.tp
+            if event.record.offset > self._last_dead_letter.get(tp, -1):
+                self._consecutive_failures[tp] = 0
         retry = [e for e in outcome.abandoned if current(e)]
         if retry and not self._stop.is_set() and not self._closing:
             self._submit(Batch(key, retry))
@@ -333,6 +338,7 @@ class Worker:
             self._stall(record, error)
             return False
         self._consecutive_failures[tp] += 1
+        self._last_dead_letter[tp] = max(record.offset, self._last_dead_letter.get(tp, -1))
         log.warning(
             "dead-lettering %s (%s/%s): %s", record.position(), error.stage, error.error_class, redact(error.message)
         )
@@ -545,6 +551,7 @@ class Worker:
             self._already_delivered.pop(tp, None)
             self._stalled.discard(tp)
             self._consecutive_failures.pop(tp, None)
+            self._last_dead_letter.pop(tp, None)
             with suppress(KeyError):  # no series yet if we never committed this partition
                 self.metrics.watermark_lag.remove(tp.topic, str(tp.partition))
 

@@ -23,6 +23,9 @@ HEADER_SIZE = 5
 # A 404 may be a schema registered a moment after the record was produced (or a registry that is
 # still replicating); ask again after this long instead of failing that id forever.
 UNKNOWN_ID_TTL_S = 30.0
+# After the registry failed to answer, fail fast for this long instead of asking again for every
+# partition's next record: each attempt can block the poll loop for seconds.
+OUTAGE_BACKOFF_S = 5.0
 
 
 class SchemaNotFound(LookupError):
@@ -49,6 +52,8 @@ class ConfluentWireDecoder:
         self._reader = parse(reader_schema)
         self._writers: dict[int, _Writer] = {}
         self._unknown: dict[int, float] = {}  # schema id -> monotonic time of the 404
+        self._outage_until = 0.0  # monotonic time until which the registry is taken as down
+        self._outage: RegistryUnavailable | None = None
         self._lock = threading.Lock()  # decoders may be shared by threads; fetch each id once
 
     @classmethod
@@ -77,15 +82,22 @@ class ConfluentWireDecoder:
             failed_at = self._unknown.get(schema_id)
             if failed_at is not None and time.monotonic() - failed_at < UNKNOWN_ID_TTL_S:
                 raise _unknown_id(schema_id)
+            if self._outage is not None and time.monotonic() < self._outage_until:
+                raise RegistryUnavailable(f"schema id {schema_id}: the registry was unavailable moments ago "
+                                          f"({self._outage})")
             try:
                 text = self._fetch(schema_id)
             except LookupError:
                 self._unknown[schema_id] = time.monotonic()
                 raise _unknown_id(schema_id) from None
-            except (RegistryUnavailable, DecodeError):
+            except DecodeError:
                 raise
             except Exception as exc:
-                raise RegistryUnavailable(f"schema id {schema_id}: {type(exc).__name__}: {exc}") from exc
+                outage = exc if isinstance(exc, RegistryUnavailable) else RegistryUnavailable(
+                    f"schema id {schema_id}: {type(exc).__name__}: {exc}")
+                self._outage, self._outage_until = outage, time.monotonic() + OUTAGE_BACKOFF_S
+                raise outage from exc
+            self._outage = None
             self._unknown.pop(schema_id, None)
             writer = self._parse_writer(schema_id, text)
             self._writers[schema_id] = writer
