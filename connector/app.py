@@ -69,7 +69,7 @@ def _reader_schema(route: EventsRoute | EntityRoute) -> Path | None:
 def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
     p, b = settings.personalize, settings.batching
     # One boto3 client for all routes (clients are thread-safe); one rate limit per route.
-    client = make_client(p.region, p.endpoint_url, max_pool_connections=b.max_in_flight_calls)
+    client = make_client(p.region, p.endpoint_url, b.max_in_flight_calls, http_client=p.http_client)
     registry = registry_client(settings)
     routes: list[Route] = []
     for route in settings.effective_routes():

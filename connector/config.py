@@ -139,6 +139,9 @@ class PersonalizeConfig(_Section):
     region: Annotated[str, Field(min_length=1)] = "us-east-1"
     endpoint_url: str | None = None
     max_requests_per_second: Annotated[float, Field(gt=0)] = 1000.0
+    # boto3: the AWS SDK's client. lean: the same requests (byte-identical, signed by botocore's
+    # SigV4 signer) built directly and sent on a shared connection pool, ~1.8x less CPU per call.
+    http_client: Literal["boto3", "lean"] = "boto3"
 
 
 class BatchingConfig(_Section):

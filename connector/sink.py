@@ -98,8 +98,14 @@ class SendOutcome:
     failures: dict[Failure, int] = field(default_factory=dict)
 
 
-def make_client(region: str, endpoint_url: str | None, max_pool_connections: int) -> Any:
-    """A boto3 personalize-events client; credentials come from the standard AWS chain."""
+def make_client(
+    region: str, endpoint_url: str | None, max_pool_connections: int, http_client: str = "boto3"
+) -> Any:
+    """A personalize-events client; credentials come from the standard AWS chain."""
+    if http_client == "lean":
+        from connector.lean_client import LeanPersonalizeClient
+
+        return LeanPersonalizeClient(region, endpoint_url, max_pool_connections, connect_timeout=5, read_timeout=15)
     import boto3  # imported here: boto3's import is slow and only the sink needs it
 
     config = Config(
