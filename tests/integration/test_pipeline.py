@@ -39,7 +39,8 @@ from connector.produce import produce
 from connector.records import SourceRecord
 from connector.workload import generate
 
-pytestmark = pytest.mark.integration
+# Every end-to-end behaviour holds with either Kafka client behind the same Source protocol.
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("kafka_client", ["confluent", "kafka-python"])]
 
 SCHEMA = canonical_schema()
 PARSED = fastavro.parse_schema(SCHEMA)
@@ -81,13 +82,15 @@ def _received(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_event_arrives_once_with_all_fields_and_offsets_are_committed(
-    stack: Any, new_topic: Any, group_id: str, emulator: Any, tracking_id: str, aws_env: None, tmp_path: Path
+    stack: Any, new_topic: Any, group_id: str, emulator: Any, tracking_id: str, aws_env: None, tmp_path: Path,
+    kafka_client: str,
 ) -> None:
     topic = new_topic(partitions=4)
     summary = produce(generate(20_000, 2_000, seed=11), stack.bootstrap, stack.registry_url, topic, progress=False)
     assert summary.produced == 20_000
 
-    config = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
+    config = connector_config(client=kafka_client, bootstrap=stack.bootstrap, registry_url=stack.registry_url,
+                              emulator_url=emulator.url,
                               topics=[topic], group_id=group_id, tracking_id=tracking_id,
                               dlq_topic=new_topic(partitions=1, suffix="dlq"))
     code, stats = run_in_process(write_config(tmp_path, config))
@@ -116,7 +119,7 @@ def test_every_event_arrives_once_with_all_fields_and_offsets_are_committed(
 
 def test_bad_records_are_dead_lettered_with_context(
     stack: Any, new_topic: Any, group_id: str, registry_client: Any, emulator: Any, tracking_id: str,
-    aws_env: None, tmp_path: Path,
+    aws_env: None, tmp_path: Path, kafka_client: str,
 ) -> None:
     topic, dlq = new_topic(partitions=3), new_topic(partitions=1, suffix="dlq")
     samples = list(generate(3_000, 300, seed=5, bad_ratio=0.05))
@@ -135,7 +138,8 @@ def test_bad_records_are_dead_lettered_with_context(
     ]
     produce_raw(stack.bootstrap, topic, extra)
 
-    config = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
+    config = connector_config(client=kafka_client, bootstrap=stack.bootstrap, registry_url=stack.registry_url,
+                              emulator_url=emulator.url,
                               topics=[topic], group_id=group_id, tracking_id=tracking_id, dlq_topic=dlq)
     code, stats = run_in_process(write_config(tmp_path, config))
     assert code == 0
@@ -186,7 +190,7 @@ USER_SCHEMA = {
 
 def test_a_user_schema_with_other_names_works_through_mapping(
     stack: Any, new_topic: Any, group_id: str, registry_client: Any, emulator: Any, tracking_id: str,
-    aws_env: None, tmp_path: Path,
+    aws_env: None, tmp_path: Path, kafka_client: str,
 ) -> None:
     topic = new_topic(partitions=2)
     schema_id = register(registry_client, f"{topic}-value", USER_SCHEMA)
@@ -204,7 +208,8 @@ def test_a_user_schema_with_other_names_works_through_mapping(
     user_schema_file = tmp_path / "rating.avsc"
     user_schema_file.write_text(json.dumps(USER_SCHEMA))
     config = connector_config(
-        bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url, topics=[topic],
+        client=kafka_client, bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
+        topics=[topic],
         group_id=group_id, tracking_id=tracking_id, dlq_topic=new_topic(partitions=1, suffix="dlq"),
         decode={"reader_schema": str(user_schema_file)},
         mapping={"session_id": "session.id", "user_id": "customer", "event_type": "action", "item_id": "product",
@@ -229,7 +234,7 @@ def test_a_user_schema_with_other_names_works_through_mapping(
 
 def test_a_schema_evolved_mid_stream_keeps_flowing(
     stack: Any, new_topic: Any, group_id: str, registry_client: Any, emulator: Any, tracking_id: str,
-    aws_env: None, tmp_path: Path,
+    aws_env: None, tmp_path: Path, kafka_client: str,
 ) -> None:
     topic = new_topic(partitions=1)
     subject = f"{topic}-value"
@@ -249,7 +254,8 @@ def test_a_schema_evolved_mid_stream_keeps_flowing(
     records = [(b"s1", confluent_frame(v1_id, SCHEMA, event(i, recommendationId="r1"))) for i in range(20)]
     records += [(b"s1", confluent_frame(v2_id, v2, event(i, deviceType="mobile"))) for i in range(20, 40)]
     produce_raw(stack.bootstrap, topic, records)
-    config = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
+    config = connector_config(client=kafka_client, bootstrap=stack.bootstrap, registry_url=stack.registry_url,
+                              emulator_url=emulator.url,
                               topics=[topic], group_id=group_id, tracking_id=tracking_id,
                               dlq_topic=new_topic(partitions=1, suffix="dlq"))
     code, stats = run_in_process(write_config(tmp_path, config))
@@ -263,7 +269,7 @@ def test_a_schema_evolved_mid_stream_keeps_flowing(
 
 def test_calls_follow_session_batching(
     stack: Any, new_topic: Any, group_id: str, start_emulator: Any, tracking_id: str, aws_env: None,
-    tmp_path: Path,
+    tmp_path: Path, kafka_client: str,
 ) -> None:
     emulator = start_emulator()  # its own emulator: the call count below is this test's alone
     topic = new_topic(partitions=3)
@@ -283,7 +289,8 @@ def test_calls_follow_session_batching(
                          "eventAttributionSource": None}
                 records.append((session.encode(), confluent_frame(schema_id, SCHEMA, value)))
     produce_raw(stack.bootstrap, topic, records)
-    config = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
+    config = connector_config(client=kafka_client, bootstrap=stack.bootstrap, registry_url=stack.registry_url,
+                              emulator_url=emulator.url,
                               topics=[topic], group_id=group_id, tracking_id=tracking_id,
                               dlq_topic=new_topic(partitions=1, suffix="dlq"), batching={"linger_ms": 2000})
     code, stats = run_in_process(write_config(tmp_path, config), idle_s=4)
@@ -309,7 +316,8 @@ def register_canonical(stack: Any, topic: str) -> int:
 
 
 def test_without_a_dlq_a_bad_record_stops_the_worker_without_committing_past_it(
-    stack: Any, new_topic: Any, group_id: str, emulator: Any, tracking_id: str, aws_env: None, tmp_path: Path
+    stack: Any, new_topic: Any, group_id: str, emulator: Any, tracking_id: str, aws_env: None, tmp_path: Path,
+    kafka_client: str,
 ) -> None:
     topic = new_topic(partitions=1)
     schema_id = register_canonical(stack, topic)
@@ -322,7 +330,8 @@ def test_without_a_dlq_a_bad_record_stops_the_worker_without_committing_past_it(
         (b"s", b"not avro at all"),
         (b"s", confluent_frame(schema_id, SCHEMA, {**good, "eventId": "g3"})),
     ])
-    config = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
+    config = connector_config(client=kafka_client, bootstrap=stack.bootstrap, registry_url=stack.registry_url,
+                              emulator_url=emulator.url,
                               topics=[topic], group_id=group_id, tracking_id=tracking_id)
     result = run_cli(write_config(tmp_path, config), "--exit-when-idle", "3")
     assert result.returncode == 1, result.stderr
@@ -333,12 +342,14 @@ def test_without_a_dlq_a_bad_record_stops_the_worker_without_committing_past_it(
 
 
 def test_sigterm_drains_commits_and_exits_zero(
-    stack: Any, new_topic: Any, group_id: str, emulator: Any, tracking_id: str, aws_env: None, tmp_path: Path
+    stack: Any, new_topic: Any, group_id: str, emulator: Any, tracking_id: str, aws_env: None, tmp_path: Path,
+    kafka_client: str,
 ) -> None:
     topic = new_topic(partitions=2)
     produce(generate(2_000, 200, seed=3), stack.bootstrap, stack.registry_url, topic, progress=False)
     # A long linger keeps events buffered, so SIGTERM has work to drain.
-    config = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
+    config = connector_config(client=kafka_client, bootstrap=stack.bootstrap, registry_url=stack.registry_url,
+                              emulator_url=emulator.url,
                               topics=[topic], group_id=group_id, tracking_id=tracking_id,
                               dlq_topic=new_topic(partitions=1, suffix="dlq"), batching={"linger_ms": 60_000})
     exe = Path(sys.executable).with_name("personalize-connector")
