@@ -251,6 +251,8 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
            f"`taskset`; emulator, Kafka broker, schema registry and the runner on core {s['service_core']}"
            if s["pin"] else "no CPU pinning (taskset missing, fewer than 2 cores, or BENCH_NO_PIN=1)")
     w(f"- Placement: {pin}")
+    w(f"- Connector: `personalize.http_client: {s.get('http_client', 'boto3')}` in every run "
+      "(BENCH_HTTP_CLIENT=boto3 measures the SDK client; its CPU per call is in the profile section)")
     w(f"- Workload: seed {s['seed']}, {s['events']:,} events on a {s['partitions']}-partition topic, produced "
       f"once; baseline on its first {s['baseline_events']:,} records; live replay {s['live_events']:,} events "
       f"in ~{s['live_seconds']:.0f} s; memory run {s['rss_events']:,} events; {s['repeats']} repetitions of the "

@@ -58,6 +58,8 @@ class BenchSettings:
     work_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "pkc-bench")
     docs: Path = REPO_ROOT / "docs" / "benchmarks.md"
     stages: tuple[str, ...] = ("throughput", "linger", "quota", "profile", "rss")
+    # The connector's personalize.http_client in every run (BENCH_HTTP_CLIENT=boto3 for the default).
+    http_client: str = "lean"
 
     @classmethod
     def from_env(cls) -> BenchSettings:
@@ -82,6 +84,7 @@ class BenchSettings:
             work_dir=Path(os.environ["BENCH_WORK_DIR"]) if os.environ.get("BENCH_WORK_DIR") else d.work_dir,
             docs=Path(os.environ["BENCH_DOCS"]) if os.environ.get("BENCH_DOCS") else d.docs,
             stages=tuple(s.strip() for s in stages.split(",") if s.strip()) if stages else d.stages,
+            http_client=os.environ.get("BENCH_HTTP_CLIENT", d.http_client),
         )
 
     def wants(self, stage: str) -> bool:

@@ -142,7 +142,7 @@ def connector_config(
         "kafka": {"bootstrap_servers": ctx.stack.bootstrap, "group_id": ctx.name("group"), "topics": [topic]},
         "schema_registry": {"url": ctx.stack.registry_url},
         "personalize": {"tracking_id": tracking_id, "region": "us-east-1", "endpoint_url": emulator.url,
-                        "max_requests_per_second": max_rps},
+                        "max_requests_per_second": max_rps, "http_client": ctx.s.http_client},
         "batching": {"linger_ms": linger_ms, "max_in_flight_calls": in_flight},
         "observability": {"metrics_port": metrics_port, "log_format": "text"},
     }
