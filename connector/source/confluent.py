@@ -161,11 +161,14 @@ class ConfluentSource:
 def _explain(reasons: str) -> str:
     """librdkafka's words, prefixed with what they mean for the configuration."""
     lowered = reasons.lower()
-    if "authentication" in lowered or "sasl" in lowered:
-        hint = "SASL authentication failed (check sasl.mechanism, sasl.username, sasl.password)"
-    elif "certificate verify failed" in lowered or "ssl handshake" in lowered:
+    # TLS first: a SASL_SSL broker's address ("sasl_ssl://...") appears in every message.
+    if "certificate verify failed" in lowered:
         hint = "the TLS handshake failed: the broker's certificate is not trusted (check ssl.ca.location)"
-    elif "certificate" in lowered or "ssl" in lowered:
+    elif "bad certificate" in lowered or "certificate required" in lowered:
+        hint = "the broker refused our TLS client certificate (check ssl.certificate.location, ssl.key.location)"
+    elif "authentication" in lowered:
+        hint = "SASL authentication failed (check sasl.mechanism, sasl.username, sasl.password)"
+    elif "ssl" in lowered or "certificate" in lowered:
         hint = "TLS failed (check the ssl.* properties: CA, client certificate and key)"
     else:
         hint = "the brokers are not reachable (check bootstrap_servers and security.protocol)"
