@@ -149,3 +149,34 @@ def test_glue_unreachable_is_registry_unavailable(monkeypatch: pytest.MonkeyPatc
     dec = GlueWireDecoder.from_client(nothing, READER)
     with pytest.raises(RegistryUnavailable):
         dec.decode(_frame(str(uuid.uuid4()), WRITER, _event(1), compress=False))
+
+
+def test_the_connector_delivers_glue_framed_records_end_to_end(
+    glue: Any, registry: str, moto_glue: str, stack: Any, new_topic: Any, group_id: str, emulator: Any,
+    tracking_id: str, tmp_path: Path,
+) -> None:
+    """decode.format: glue through the real worker: Kafka -> Glue framing -> PutEvents."""
+    from fixtures.pipeline import committed_and_end_offsets, connector_config, produce_raw, read_topic, run_in_process
+    from fixtures.pipeline import write_config as write
+
+    version = glue.create_schema(RegistryId={"RegistryName": registry}, SchemaName="interactions",
+                                 DataFormat="AVRO", Compatibility="BACKWARD",
+                                 SchemaDefinition=json.dumps(WRITER))["SchemaVersionId"]
+    topic, dlq = new_topic(partitions=2), new_topic(partitions=1, suffix="dlq")
+    records = [(b"s1", _frame(version, WRITER, _event(i), compress=i % 2 == 0)) for i in range(40)]
+    records.append((b"s1", _frame(str(uuid.uuid4()), WRITER, _event(99), compress=False)))  # unknown version
+    records.append((b"s1", b"\x00\x00\x00\x00\x01garbage"))  # Confluent framing on a Glue topic
+    produce_raw(stack.bootstrap, topic, records, partition_for=lambda i: 0)
+    config = connector_config(bootstrap=stack.bootstrap, registry_url=None, emulator_url=emulator.url, topics=[topic],
+                              group_id=group_id, tracking_id=tracking_id, dlq_topic=dlq,
+                              decode={"format": "glue"}, glue={"region": REGION, "endpoint_url": moto_glue,
+                                                                "registry_name": registry})
+    code, summary = run_in_process(write(tmp_path, config))
+    assert code == 0, summary
+    received = {e["eventId"]: e for e in emulator.events(tracking_id)}
+    assert sorted(received) == sorted(f"e{i}" for i in range(40))
+    assert received["e3"]["impression"] == ["a", "b"] and json.loads(received["e3"]["properties"]) == {"k": "v"}
+    classes = sorted(r.headers["pkc.error.class"].decode() for r in read_topic(stack.bootstrap, dlq))
+    assert classes == ["UnknownSchemaVersion", "WrongHeaderVersion"]
+    committed, ends = committed_and_end_offsets(stack.bootstrap, group_id, topic)
+    assert {p: committed[p] for p, end in ends.items() if end} == {p: end for p, end in ends.items() if end}
