@@ -125,6 +125,7 @@ def test_faults_partial_update_and_reset(fresh_emulator: EmulatorProcess) -> Non
         "latency_ms": 0.0,
         "outage": False,
         "outage_mode": "close",
+        "reject_item_ids": [],
     }
 
 
