@@ -552,5 +552,10 @@ class KafkaPythonSource:
         return _ours(self._consumer.assignment() or ())
 
     def close(self) -> None:
+        # librdkafka revokes the assignment when a consumer closes; kafka-python only leaves the
+        # group. Revoke explicitly so the worker flushes and commits the same way with both.
+        assigned = self.assignment()
+        if assigned and self._listener is not None:
+            self._listener.on_revoked(assigned)
         self._closing = True
         self._consumer.close(autocommit=False)
