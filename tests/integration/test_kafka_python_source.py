@@ -222,8 +222,9 @@ def test_a_second_member_takes_partitions_cooperatively_after_the_first_committe
         second.start([topic])
 
         def balanced() -> bool:
+            # Also wait for b's on_assign hook (it reads the committed offsets after `assigned` is set).
             return bool(listener_b.assigned) and listener_a.assigned | listener_b.assigned == everything \
-                and not listener_a.assigned & listener_b.assigned
+                and not listener_a.assigned & listener_b.assigned and set(seen_by_b) == listener_b.assigned
 
         _wait_for(balanced, [first, second])
         moved = everything - listener_a.assigned
