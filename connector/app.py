@@ -36,10 +36,8 @@ from connector.worker import Worker, WorkerSettings
 log = logging.getLogger(__name__)
 
 
-def registry_client(settings: Settings) -> Any:
-    """confluent-kafka's SchemaRegistryClient (it caches schemas by id) for the configured registry."""
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
+def registry_client_config(settings: Settings) -> dict[str, Any] | None:
+    """confluent-kafka SchemaRegistryClient configuration for `schema_registry` (None: no registry)."""
     sr = settings.schema_registry
     if not sr.url:
         return None
@@ -56,7 +54,15 @@ def registry_client(settings: Settings) -> Any:
         conf["bearer.auth.identity.pool.id"] = "-"
     if sr.ca_location is not None:
         conf["ssl.ca.location"] = str(sr.ca_location)
-    return SchemaRegistryClient(conf)
+    return conf
+
+
+def registry_client(settings: Settings) -> Any:
+    """confluent-kafka's SchemaRegistryClient (it caches schemas by id) for the configured registry."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    conf = registry_client_config(settings)
+    return SchemaRegistryClient(conf) if conf is not None else None
 
 
 def _reader_schema(route: EventsRoute | EntityRoute) -> Path | None:

@@ -252,20 +252,10 @@ def summary_table(summary: ProduceSummary) -> Any:
     return table
 
 
-def _registry_client_config(settings: Any) -> dict[str, Any]:
-    """SchemaRegistryClient options from the connector's schema_registry section (auth, CA)."""
-    sr = settings.schema_registry
-    conf: dict[str, Any] = {}
-    if sr.basic_auth_user is not None and sr.basic_auth_password is not None:
-        conf["basic.auth.user.info"] = f"{sr.basic_auth_user}:{sr.basic_auth_password.get_secret_value()}"
-    if sr.ca_location is not None:
-        conf["ssl.ca.location"] = str(sr.ca_location)
-    return conf
-
-
 def run_from_cli(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from connector.app import registry_client_config
     from connector.config import ConfigError, load_settings
 
     err = Console(stderr=True)
@@ -290,7 +280,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
             registry_url,
             topic,
             extra_config=dict(settings.kafka.config),
-            registry_config=_registry_client_config(settings),
+            registry_config=registry_client_config(settings),
             total=args.events,
         )
     except ProduceError as exc:

@@ -1,4 +1,5 @@
-"""The connector over the local broker's SASL_SSL (PLAIN, SCRAM-SHA-512) and mutual-TLS listeners.
+"""The connector over the local broker's SASL_SSL (PLAIN, SCRAM-SHA-512) and mutual-TLS listeners,
+and over the registry's HTTPS port with a custom CA bundle.
 
 scripts/local-stack makes the certificates with openssl at start and the SCRAM user with Kafka's
 own StorageTool; wrong passwords and untrusted certificates must stop the connector at start-up
@@ -20,7 +21,8 @@ from connector.workload import generate
 pytestmark = pytest.mark.integration
 
 KEYS = ("KAFKA_SASL_SSL_BOOTSTRAP", "KAFKA_SSL_BOOTSTRAP", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD",
-        "KAFKA_TLS_CA", "KAFKA_TLS_CLIENT_CERT", "KAFKA_TLS_CLIENT_KEY", "KAFKA_TLS_UNTRUSTED_CA")
+        "KAFKA_TLS_CA", "KAFKA_TLS_CLIENT_CERT", "KAFKA_TLS_CLIENT_KEY", "KAFKA_TLS_UNTRUSTED_CA",
+        "SCHEMA_REGISTRY_HTTPS_URL")
 
 
 @pytest.fixture
@@ -101,3 +103,27 @@ def test_wrong_credentials_and_untrusted_certificates_fail_fast_saying_which(
     assert last.startswith("personalize-connector: cannot start: cannot use the Kafka cluster:"), last
     assert expected in last, last
     assert "nope" not in result.stderr  # the wrong password itself is never printed
+
+
+@pytest.mark.parametrize("ca", ["local CA", "untrusted CA"])
+def test_the_registry_over_https_with_a_custom_ca_bundle(
+    stack: Any, secure: dict[str, str], new_topic: Any, group_id: str, emulator: Any, tracking_id: str,
+    aws_env: None, tmp_path: Path, ca: str,
+) -> None:
+    topic, dlq = new_topic(partitions=1), new_topic(partitions=1, suffix="dlq")
+    produce(generate(100, 10, seed=6), stack.bootstrap, stack.registry_url, topic, progress=False)
+    bundle = secure["KAFKA_TLS_CA"] if ca == "local CA" else secure["KAFKA_TLS_UNTRUSTED_CA"]
+    config = connector_config(bootstrap=stack.bootstrap, registry_url=secure["SCHEMA_REGISTRY_HTTPS_URL"],
+                              emulator_url=emulator.url, topics=[topic], group_id=group_id,
+                              tracking_id=tracking_id, dlq_topic=dlq)
+    config["schema_registry"]["ca_location"] = bundle
+    code, summary = run_in_process(write_config(tmp_path, config), idle_s=3)
+    assert code == 0, summary
+    if ca == "local CA":
+        assert summary["events_delivered"] == 100
+    else:
+        # An untrusted registry is an outage, not bad records: nothing is sent, nothing dead-lettered,
+        # nothing committed (the partition waits and retries).
+        assert summary["events_delivered"] == 0 and summary["dead_letters"] == 0, summary
+        committed, _ = committed_and_end_offsets(stack.bootstrap, group_id, topic)
+        assert committed[0] <= 0  # at most the first record: nothing past an undelivered one
