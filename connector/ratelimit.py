@@ -24,12 +24,13 @@ class AdaptiveRateLimiter:
     ) -> None:
         if rate_per_second <= 0:
             raise ValueError("rate_per_second must be > 0")
-        self.max_rate = rate_per_second
-        self.rate = rate_per_second
-        self.min_rate = min(min_rate, rate_per_second)
-        # A small burst keeps a short window from overshooting the quota, which the service
-        # measures per second.
-        self._burst = burst if burst is not None else max(1.0, rate_per_second / 20)
+        # The quota is counted per second: a bucket refilling at r with capacity b lets any 1 s
+        # window hold up to r + b requests. Refill at (1 - 1/40) of the quota with a burst of 1/40 so
+        # that no window ever exceeds the quota, at 97.5 % of it in steady state.
+        self._burst = burst if burst is not None else max(1.0, rate_per_second / 40)
+        self.max_rate = max(rate_per_second - self._burst, rate_per_second / 2)
+        self.rate = self.max_rate
+        self.min_rate = min(min_rate, self.max_rate)
         self._tokens = self._burst
         self._clock = clock
         self._sleep = sleep
@@ -57,7 +58,7 @@ class AdaptiveRateLimiter:
                 wait = (1.0 - self._tokens) / self.rate
             if stop is not None and stop.is_set():
                 return False
-            self._sleep(min(wait, 0.1))
+            self._sleep(min(max(wait, 1e-4), 0.1))  # a floor: a 1e-17 s wait would spin
 
     def on_throttled(self) -> None:
         """Multiplicative decrease: the service told us we are over quota.

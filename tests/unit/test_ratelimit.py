@@ -1,0 +1,62 @@
+"""The token bucket never lets a 1-second window exceed the configured quota (simulated clock)."""
+
+from __future__ import annotations
+
+import bisect
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.ratelimit import AdaptiveRateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _busiest_window(times: list[float]) -> int:
+    return max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from([10.0, 40.0, 1000.0]), st.lists(st.floats(0, 0.5), min_size=1, max_size=40))
+def test_no_one_second_window_exceeds_the_quota(quota: float, pauses: list[float]) -> None:
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(quota, clock=clock, sleep=clock.sleep)
+    sent: list[float] = []
+    # Callers as eager as possible, with idle pauses between bursts (the bucket refills while idle).
+    for pause in pauses:
+        clock.sleep(pause)
+        for _ in range(int(quota // 3) + 1):
+            assert limiter.acquire()
+            sent.append(clock.now)
+    assert _busiest_window(sent) <= quota
+
+
+def test_steady_state_uses_most_of_the_quota() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(1000.0, clock=clock, sleep=clock.sleep)
+    sent = 0
+    while clock.now < 10.0:
+        limiter.acquire()
+        sent += 1
+    assert sent / 10.0 >= 970
+
+
+def test_throttling_cuts_once_per_episode_and_recovers() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(100.0, clock=clock, sleep=clock.sleep)
+    full = limiter.rate
+    for _ in range(8):  # eight calls in flight throttled by the same overshoot
+        limiter.on_throttled()
+    assert limiter.rate == full * 0.7
+    clock.sleep(30)
+    limiter.acquire()
+    assert limiter.rate == full
