@@ -17,7 +17,7 @@ from connector.batcher import SessionBatcher
 from connector.config import ConfigError, EntityRoute, EventsRoute, Settings, load_settings
 from connector.decode import build_decoder
 from connector.decode.base import RegistryUnavailable
-from connector.dlq import ConfluentDeadLetterWriter, DeadLetterWriter
+from connector.dlq import ConfluentDeadLetterWriter, DeadLetterFormat, DeadLetterWriter
 from connector.dlq_kafka_python import KafkaPythonDeadLetterWriter
 from connector.entities import EntityMapper
 from connector.events import EventMapper
@@ -96,11 +96,14 @@ def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
     return routes
 
 
-def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
+def build_worker(settings: Settings, metrics: Metrics | None = None, *, replaying: bool = False) -> Worker:
+    """`replaying`: the source is a dead-letter topic (`dlq replay`), whose pkc.source.* headers
+    name the original positions that new dead letters must keep (connector.dlq.DeadLetterFormat)."""
     k, b = settings.kafka, settings.batching
     metrics = metrics or Metrics()
     routes = build_routes(settings, metrics)
     dlq_topics = [r.dlq_topic for r in routes if r.dlq_topic]
+    letter_format = DeadLetterFormat(settings.dlq.context_headers, settings.dlq.include_stacktrace, replaying)
     source: ConfluentSource | KafkaPythonSource
     dead_letters: DeadLetterWriter | None
     if k.client == "kafka-python":
@@ -111,14 +114,18 @@ def build_worker(settings: Settings, metrics: Metrics | None = None) -> Worker:
         )
         source.preflight()
         dead_letters = (
-            KafkaPythonDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, k.config, auth) if dlq_topics else None
+            KafkaPythonDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, k.config, auth, fmt=letter_format)
+            if dlq_topics
+            else None
         )
     else:
         client_config = {**k.config, **confluent_auth_config(k.msk_iam_region)}
         source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, client_config))
         source.preflight()
         dead_letters = (
-            ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, client_config) if dlq_topics else None
+            ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, client_config, fmt=letter_format)
+            if dlq_topics
+            else None
         )
     return Worker(
         WorkerSettings(

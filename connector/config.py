@@ -162,6 +162,13 @@ class DlqConfig(_Section):
     max_consecutive_failures: Annotated[int, Field(ge=0)] = 1000
     # How long a stalled partition waits before it tries its next record again.
     stall_retry_s: Annotated[float, Field(gt=0)] = 60.0
+    # Which context headers a dead letter carries: `pkc` (pkc.error.*, pkc.source.*), `connect`
+    # (Kafka Connect's __connect.errors.*, for tools that already read Connect's dead letters) or
+    # `both`. `dlq inspect` and `dlq replay` read either.
+    context_headers: Literal["pkc", "connect", "both"] = "pkc"
+    # Add the error's Python stack trace (pkc.error.stacktrace / __connect.errors.exception.stacktrace,
+    # at most 16 KiB). Off by default: it is large and says more about the code than the record.
+    include_stacktrace: bool = False
 
 
 class ShutdownConfig(_Section):

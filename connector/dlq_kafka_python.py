@@ -3,18 +3,34 @@
 kafka-python completes a send's future on its own I/O thread. The worker's `on_done` must run on
 the worker thread (it touches the offset tracker), so completions are queued here and handed to
 `on_done` from `poll()`, which the worker calls every turn, as with the confluent writer.
+
+A dead letter larger than the producer's `max_request_size` is refused by send() itself, one larger
+than the topic's `max.message.bytes` by the broker (MessageSizeTooLargeError on the future): both
+get one smaller attempt (connector.dlq.shrink), the broker's from `poll()` on the worker thread.
+kafka-python's idempotent producer treats the broker's refusal as fatal: it aborts every batch it
+holds and refuses all further sends. So after a broker refusal the producer is replaced, and every
+write that failed with the old one is sent again, unchanged, with the new one (only a refusal by the
+current producer counts against a dead letter).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
+import threading
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
-from connector.dlq import DoneCallback, error_headers
+from connector.dlq import DeadLetterFormat, DoneCallback, _Write, refused_as_too_large
 from connector.records import RecordError, SourceRecord
 from connector.source.kafka_python import producer_config
+
+log = logging.getLogger(__name__)
+
+# A completion from the I/O thread: the write, the producer generation it went out with, and its
+# error (None: acknowledged).
+_Completion = tuple[_Write, int, BaseException | None]
 
 
 class KafkaPythonDeadLetterWriter:
@@ -24,17 +40,28 @@ class KafkaPythonDeadLetterWriter:
         bootstrap_servers: str,
         client_config: Mapping[str, Any],
         auth: Mapping[str, Any] | None = None,
+        fmt: DeadLetterFormat | None = None,
     ) -> None:
         """`client_config` is the librdkafka-style `kafka.config`; `auth` comes from
         connector.source.kafka_python.auth_config (kafka-python keyword arguments)."""
+        self.topic = topic
+        self.format = fmt or DeadLetterFormat()
+        self._config = producer_config(bootstrap_servers, client_config, auth)
+        self._producer = self._new_producer()
+        self._generation = 0
+        self._completions: queue.SimpleQueue[_Completion] = queue.SimpleQueue()
+        self._pending = 0
+
+    def _new_producer(self) -> Any:
         from kafka import KafkaProducer
 
-        self.topic = topic
-        self._producer = KafkaProducer(**producer_config(bootstrap_servers, client_config, auth))
-        self._completions: queue.SimpleQueue[tuple[DoneCallback, SourceRecord, Exception | None]] = (
-            queue.SimpleQueue()
-        )
-        self._pending = 0
+        return KafkaProducer(**self._config)
+
+    def _replace_producer(self) -> None:
+        """A fresh producer after the old one went fatal; the old one is closed off this thread."""
+        old, self._producer = self._producer, self._new_producer()
+        self._generation += 1
+        threading.Thread(target=old.close, kwargs={"timeout": 5}, name="dlq-producer-close", daemon=True).start()
 
     @property
     def pending(self) -> int:
@@ -45,45 +72,76 @@ class KafkaPythonDeadLetterWriter:
     ) -> None:
         """Write the dead letter to `topic` (default: the writer's topic)."""
         self._pending += 1
+        self._send(_Write(record, self.format.build(record, error), topic or self.topic, on_done))
+
+    def _send(self, write: _Write) -> None:
+        from kafka.errors import MessageSizeTooLargeError
+
         completions = self._completions
-
-        def acked(_metadata: Any) -> None:
-            completions.put((on_done, record, None))
-
-        def failed(exc: BaseException) -> None:
-            completions.put((on_done, record, RuntimeError(f"dead-letter write failed: {exc!r}")))
-
+        letter = write.letter
         # kafka-python refuses a record with neither key nor value (librdkafka allows it); a
         # keyless tombstone is dead-lettered with an empty value instead.
-        value = b"" if record.value is None and record.key is None else record.value
+        value = b"" if letter.value is None and letter.key is None else letter.value
         try:
             # Blocks up to max_block_ms when the producer's buffer is full: that is the backpressure.
-            future = self._producer.send(topic or self.topic, key=record.key, value=value,
-                                         headers=error_headers(record, error))
-        except Exception as exc:  # KafkaTimeoutError (no metadata / buffer in time), closed producer
-            failed(exc)
+            future = self._producer.send(write.topic, key=letter.key, value=value, headers=letter.headers)
+        except MessageSizeTooLargeError as exc:  # over max_request_size: refused before it left
+            self._after_refusal(write, f"{exc!r} (the producer's max_request_size)")
             return
-        future.add_callback(acked)
-        future.add_errback(failed)
+        except Exception as exc:  # KafkaTimeoutError (no metadata / buffer in time), closed producer
+            self._finish(write, RuntimeError(f"dead-letter write failed: {exc!r}"))
+            return
+        generation = self._generation
+        future.add_callback(lambda _metadata: completions.put((write, generation, None)))
+        future.add_errback(lambda exc: completions.put((write, generation, exc)))
+
+    def _after(self, write: _Write, generation: int, exc: BaseException | None) -> None:
+        """On the worker thread: finish the write, or send it again (see the module docstring)."""
+        from kafka.errors import MessageSizeTooLargeError
+
+        if exc is not None and generation != self._generation:
+            self._send(write)  # failed with a producer that has been replaced since: not its fault
+        elif isinstance(exc, MessageSizeTooLargeError):
+            log.warning("the broker refused a dead letter as too large; the dead-letter producer is replaced "
+                        "(kafka-python's idempotent producer cannot continue after that)")
+            self._replace_producer()
+            self._after_refusal(write, f"{exc!r} (the topic's max.message.bytes)")
+        else:
+            self._finish(write, None if exc is None else RuntimeError(f"dead-letter write failed: {exc!r}"))
+
+    def _after_refusal(self, write: _Write, reason: str) -> None:
+        step = refused_as_too_large(write, reason)
+        if isinstance(step, _Write):
+            self._send(step)
+        else:
+            self._finish(write, step)
+
+    def _finish(self, write: _Write, error: Exception | None) -> None:
+        self._pending -= 1
+        write.on_done(write.record, error)
 
     def poll(self) -> None:
         """Report the acknowledged (or failed) dead letters to their callbacks, on this thread."""
         while True:
             try:
-                on_done, record, error = self._completions.get_nowait()
+                write, generation, exc = self._completions.get_nowait()
             except queue.Empty:
                 return
-            self._pending -= 1
-            on_done(record, error)
+            self._after(write, generation, exc)
 
     def flush(self, timeout_s: float) -> int:
         """Wait up to `timeout_s` for every dead letter to be acknowledged; the number still pending."""
+        import time
+
         from kafka.errors import KafkaTimeoutError
 
-        with suppress(KafkaTimeoutError):  # what is still pending is the answer
-            self._producer.flush(timeout=timeout_s)
-        self.poll()
-        return self._pending
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with suppress(KafkaTimeoutError):  # what is still pending is the answer
+                self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+            self.poll()  # may send a smaller attempt of a refused dead letter: wait for that too
+            if self._pending == 0 or time.monotonic() >= deadline:
+                return self._pending
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.close(timeout=timeout_s)

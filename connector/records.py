@@ -23,7 +23,13 @@ class TopicPartition:
 
 @dataclass(frozen=True, slots=True)
 class SourceRecord:
-    """One Kafka record as the source hands it over, independent of the client library."""
+    """One Kafka record as the source hands it over, independent of the client library.
+
+    Header keys are bytes on the wire and nothing guarantees they are UTF-8. They are held as `str`
+    decoded losslessly: valid UTF-8 as is, anything else with surrogate escapes, so
+    `header_key_bytes(key)` gives back the exact bytes (see `header_key`). `headers_unreadable`
+    says why the headers are missing when the client library could not read them at all.
+    """
 
     topic: str
     partition: int
@@ -32,6 +38,7 @@ class SourceRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None
+    headers_unreadable: str | None = None
 
     @property
     def tp(self) -> TopicPartition:
@@ -39,6 +46,15 @@ class SourceRecord:
 
     def position(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+def header_key(raw: bytes) -> str:
+    """A header key as `SourceRecord` holds it: never fails, and `header_key_bytes` reverses it."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def header_key_bytes(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)

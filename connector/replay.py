@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connector.config import ConfigError, Settings, load_settings
-from connector.dlq import parse_error_headers
+from connector.dlq import parse_error_headers, source_position
 from connector.records import Event, RecordError, SourceRecord, TopicPartition
 
 if TYPE_CHECKING:
@@ -55,15 +55,14 @@ class UsageError(Exception):
 
 
 def original_position(record: SourceRecord) -> SourceRecord:
-    """The record as it was at its source, per its pkc.source.* headers (itself if they are absent)."""
-    headers = parse_error_headers(list(record.headers))
-    try:
-        topic = headers["pkc.source.topic"]
-        partition = int(headers["pkc.source.partition"])
-        offset = int(headers["pkc.source.offset"])
-    except (KeyError, ValueError):
+    """The record as it was at its source, per its pkc.source.* headers or Kafka Connect's
+    __connect.errors.* ones (whichever `dlq.context_headers` wrote); itself if there are none."""
+    position = source_position(record.headers)
+    if position is None:
         return record
-    return SourceRecord(topic, partition, offset, record.key, record.value, record.headers, record.timestamp_ms)
+    topic, partition, offset = position
+    return SourceRecord(topic, partition, offset, record.key, record.value, record.headers, record.timestamp_ms,
+                        record.headers_unreadable)
 
 
 class OriginalPositionMapper:
@@ -140,6 +139,8 @@ def read_spans(consumer: Any, spans: dict[TopicPartition, Span]) -> Iterator[Sou
     """Every record of the spans (assigned, no group commits); raises TimeoutError on a stall."""
     from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+    from connector.source.confluent import record_headers
+
     if not spans:
         return
     consumer.assign([KafkaTopicPartition(tp.topic, tp.partition, s.start) for tp, s in spans.items()])
@@ -160,8 +161,9 @@ def read_spans(consumer: Any, spans: dict[TopicPartition, Span]) -> Iterator[Sou
                 continue
             position[tp] = msg.offset() + 1
             kind, timestamp = msg.timestamp()
-            yield SourceRecord(tp.topic, tp.partition, msg.offset(), msg.key(), msg.value(),
-                               tuple((k, v or b"") for k, v in msg.headers() or []), timestamp if kind else None)
+            headers, unreadable = record_headers(msg)
+            yield SourceRecord(tp.topic, tp.partition, msg.offset(), msg.key(), msg.value(), headers,
+                               timestamp if kind else None, unreadable)
 
 
 # ---------------------------------------------------------------------------------------- inspect
@@ -348,7 +350,7 @@ def replay(settings: Settings, topic: str, limit: int | None) -> ReplayResult:
     planned = sum(s.size for s in spans.values())
     if not spans:
         return ReplayResult(topic, group, 0, {}, 0, {})
-    worker = build_worker(replay_settings(settings, topic, group))
+    worker = build_worker(replay_settings(settings, topic, group), replaying=True)
     worker.settings.stop_at = {tp: s.stop for tp, s in spans.items()}
     _wrap_mappers(worker)
 

@@ -98,7 +98,7 @@ class ConfluentSource:
                     raise KafkaException(err)
                 log.warning("consumer error: %s", err)
                 continue
-            headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+            headers, unreadable = record_headers(msg)
             kind, timestamp = msg.timestamp()
             append(
                 SourceRecord(
@@ -107,8 +107,9 @@ class ConfluentSource:
                     cast(int, msg.offset()),
                     msg.key(),
                     msg.value(),
-                    tuple((k, v or b"") for k, v in headers) if headers else (),
+                    headers,
                     timestamp if kind else None,
+                    unreadable,
                 )
             )
         return records
@@ -156,6 +157,26 @@ class ConfluentSource:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+HEADERS_UNREADABLE = (
+    "confluent-kafka cannot read this record's headers (a header key is not valid UTF-8), so they are not kept"
+)
+
+
+def record_headers(msg: Any) -> tuple[tuple[tuple[str, bytes], ...], str | None]:
+    """A message's headers, and why they are missing if they cannot be read.
+
+    confluent-kafka decodes header keys as UTF-8 in Message.headers() and has no way to get their
+    bytes: a key that is not UTF-8 makes headers() raise (SystemError over a UnicodeDecodeError) for
+    the whole list. The record itself is still good (key, value, position), so it is processed
+    without headers and its dead letter says so (pkc.source.headers_unreadable).
+    """
+    try:
+        headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+    except (SystemError, UnicodeDecodeError):
+        return (), HEADERS_UNREADABLE
+    return (tuple((k, v or b"") for k, v in headers) if headers else ()), None
 
 
 def _explain(reasons: str) -> str:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from connector.config import ConfigError
-from connector.records import SourceRecord, TopicPartition
+from connector.records import SourceRecord, TopicPartition, header_key
 from connector.source.base import CommitFailed, RebalanceListener
 from connector.source.confluent import KafkaUnreachable, _explain
 
@@ -303,6 +303,84 @@ def _ours(tps: Iterable[Any]) -> list[TopicPartition]:
     return sorted((TopicPartition(tp.topic, tp.partition) for tp in tps), key=lambda t: (t.topic, t.partition))
 
 
+# ------------------------------------------------------------------ header keys
+
+
+class _EscapedHeaderKey(str):
+    """A header key read from bytes that are not UTF-8: kafka-python's fetcher encodes every key
+    again (to count header bytes), which must give back the bytes instead of failing."""
+
+    __slots__ = ()
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return str.encode(self, encoding, "surrogateescape")
+
+
+class _LenientSlice:
+    """A slice of a record batch whose decode() keeps bytes that are not UTF-8 (surrogate escapes)."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return _EscapedHeaderKey(header_key(bytes(self._view)))
+
+    def __bytes__(self) -> bytes:
+        return bytes(self._view)
+
+
+class _LenientBuffer:
+    """A record batch's buffer for kafka-python's own record parser, with lenient string slices."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, data: Any) -> None:
+        self._view = memoryview(data)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return _LenientSlice(self._view[index]) if isinstance(index, slice) else self._view[index]
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
+_lenient_installed = False
+
+
+def read_header_keys_losslessly() -> None:
+    """Make kafka-python read a header key that is not UTF-8 instead of failing the partition.
+
+    kafka-python decodes header keys with strict UTF-8 while parsing a fetched batch: one such key
+    raises CorruptRecordError out of poll() for the whole partition, on every restart (a crash
+    loop). Its parser sets its position only after a record is fully read, so a record that fails
+    that way is parsed again, by the same code, over a buffer whose string slices decode with
+    surrogate escapes (connector.records.header_key): the key reaches us losslessly. Records with
+    UTF-8 keys never take this path.
+    """
+    global _lenient_installed
+    if _lenient_installed:
+        return
+    from kafka.record.default_records import DefaultRecordBatch
+
+    strict = DefaultRecordBatch._read_msg
+
+    def read_msg(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return strict(self, *args, **kwargs)
+        except UnicodeDecodeError:
+            plain = self._buffer
+            self._buffer = _LenientBuffer(plain)
+            try:
+                return strict(self, *args, **kwargs)
+            finally:
+                self._buffer = plain
+
+    DefaultRecordBatch._read_msg = read_msg
+    _lenient_installed = True
+
+
 class KafkaPythonSource:
     """`Source` over kafka-python's KafkaConsumer (see the module docstring for the threading)."""
 
@@ -310,6 +388,7 @@ class KafkaPythonSource:
         from kafka import KafkaConsumer
         from kafka.errors import KafkaError
 
+        read_header_keys_losslessly()
         try:
             # Unlike librdkafka, kafka-python connects here (bootstrap_timeout_ms, default 30 s).
             self._consumer = KafkaConsumer(**dict(config))
@@ -429,7 +508,8 @@ class KafkaPythonSource:
                         r.offset,
                         r.key,
                         r.value,
-                        tuple((k, v or b"") for k, v in r.headers) if r.headers else (),
+                        # str(): a plain str again if the key came through read_header_keys_losslessly
+                        tuple((str(k), v or b"") for k, v in r.headers) if r.headers else (),
                         timestamp if timestamp is not None and timestamp >= 0 else None,
                     )
                 )
