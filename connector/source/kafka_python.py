@@ -325,7 +325,11 @@ class _LenientSlice:
         self._view = view
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return _EscapedHeaderKey(header_key(bytes(self._view)))
+        raw = bytes(self._view)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _EscapedHeaderKey(header_key(raw))
 
     def __bytes__(self) -> bytes:
         return bytes(self._view)
@@ -377,6 +381,7 @@ def read_header_keys_losslessly() -> None:
             finally:
                 self._buffer = plain
 
+    read_msg.__wrapped__ = strict  # type: ignore[attr-defined]
     DefaultRecordBatch._read_msg = read_msg
     _lenient_installed = True
 
