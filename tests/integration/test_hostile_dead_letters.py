@@ -234,3 +234,24 @@ def test_connect_context_headers_are_read_by_inspect_and_replay(
     expected = {own or derived_event_id(SourceRecord(topic, i % 2, i // 2, None, None))
                 for i, (_, own) in enumerate(samples)}
     assert sorted(e["eventId"] for e in emulator.events(tracking_id)) == sorted(expected)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_dead_letter_refused_even_reduced_stops_the_worker_without_committing_past_it(
+    client: str, stack: Any, new_topic: Any, group_id: str, emulator: Any, tracking_id: str, aws_env: None,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A DLQ topic that takes 1,000 bytes cannot hold even the reduced letter (4 KiB of value).
+    topic = new_topic(partitions=1)
+    dead = new_topic(partitions=1, suffix="dlq", config={"max.message.bytes": "1000"})
+    good = good_values(stack.registry_url, topic, 2, seed=7)
+    produce(stack.bootstrap, topic, [(b"s", good[0], []), (b"s", NOT_AVRO + b"x" * 20_000, []), (b"s", good[1], [])])
+    path = config(stack, emulator, tracking_id, group_id, topic, dead, client, tmp_path)
+
+    code, _ = run_in_process(path)
+
+    assert code == 1  # a clear stop, never a crash
+    assert f"refused even the reduced dead letter of {topic}[0]@1" in caplog.text
+    committed, _ = committed_and_end_offsets(stack.bootstrap, group_id, topic)
+    assert committed[0] <= 1  # never past the record that is neither delivered nor dead-lettered
+    assert read_topic(stack.bootstrap, dead) == []
