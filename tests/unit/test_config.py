@@ -220,3 +220,13 @@ def test_kafka_secrets_come_from_env_and_merge_with_the_yaml_config(tmp_path: Pa
     assert settings.kafka.config == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN",
                                      "sasl.username": "app", "sasl.password": 'p"w{1}'}
     assert 'p"w{1}' not in repr(settings) and 'p"w{1}' not in str(settings.redacted())
+
+
+def test_dead_letter_context_headers_and_stacktrace(tmp_path: Path) -> None:
+    defaults = load_settings(write(tmp_path, MINIMAL)).dlq
+    assert (defaults.context_headers, defaults.include_stacktrace) == ("pkc", False)
+    env = {**REQUIRED_ENV, "PKC_DLQ__CONTEXT_HEADERS": "connect", "PKC_DLQ__INCLUDE_STACKTRACE": "true"}
+    s = load_settings(None, env)
+    assert (s.dlq.context_headers, s.dlq.include_stacktrace) == ("connect", True)
+    message = error_for(tmp_path, MINIMAL + "dlq: {context_headers: kafka-connect}")
+    assert "dlq.context_headers" in message and "'pkc', 'connect' or 'both'" in message
