@@ -154,7 +154,7 @@ class DeadLetterFormat:
 def shrink(letter: DeadLetter) -> DeadLetter:
     """The smaller second attempt at a dead letter refused as too large (see the module docstring)."""
     context = [(k, v) for k, v in letter.headers if _reserved(k) and not k.startswith(ORIGINAL)]
-    context = [(k, v) for k, v in context if not k.endswith((".stacktrace",))]
+    context = [(k, v) for k, v in context if not k.endswith(".stacktrace")]
     originals = [(k, v) for k, v in letter.headers if not _reserved(k) or k.startswith(ORIGINAL)]
     extra: Headers = []
     key, value = letter.key, letter.value

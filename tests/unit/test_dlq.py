@@ -123,3 +123,15 @@ def test_a_reduced_dead_letter_fits_and_says_what_was_cut() -> None:
     fits = shrink(DeadLetterFormat().build(record((("a", b"b"),)), DecodeError("x")))
     assert fits.value == b"\x07junk" and dict(fits.headers)["a"] == b"b"
     assert "pkc.error.value_truncated" not in dict(fits.headers)
+
+
+def test_a_replayed_connect_only_dead_letter_that_fails_again_keeps_its_original_position() -> None:
+    fmt = DeadLetterFormat("connect")
+    first = fmt.build(record(FORGED), DecodeError("not Avro"))
+    replayed = SourceRecord("clicks.dlq", 0, 9, first.key, first.value, tuple(first.headers))
+    again = DeadLetterFormat("connect", trust_source_headers=True).build(replayed, InvalidEvent("no sessionId"))
+    assert source_position(again.headers) == ("clicks", 2, 41)
+    names = [k for k, _ in again.headers]
+    assert names.count("__connect.errors.offset") == names.count("__connect.errors.stage") == 1
+    assert dict(again.headers)["__connect.errors.exception.class.name"] == b"InvalidEvent"
+    assert ("pkc.original.__connect.errors.topic", b"elsewhere") in again.headers
