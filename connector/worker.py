@@ -63,6 +63,8 @@ class WorkerSettings:
     # Dead letters in a row on one partition before it stalls instead (0: never).
     max_consecutive_failures: int = 1000
     stall_retry_s: float = 60.0
+    # How often the subscribed topics (names, not patterns) are checked for existence.
+    topic_check_interval_s: float = 5.0
 
 
 class FatalError(Exception):
@@ -113,12 +115,20 @@ class Worker:
         # Bumped on every assignment: outcomes of work from an earlier ownership are ignored.
         self._epoch: dict[TopicPartition, int] = defaultdict(int)
         self._bytes: dict[TopicPartition, int] = defaultdict(int)
-        # Offsets the previous owner delivered above its last commit (from the commit metadata).
+        # Offsets the previous owner delivered above its last commit (from the commit metadata),
+        # and that commit: the offsets are relative to it, so a log read from below it is another log.
         self._already_delivered: dict[TopicPartition, set[int]] = {}
+        self._delivered_base: dict[TopicPartition, int] = {}
         self._consecutive_failures: dict[TopicPartition, int] = defaultdict(int)
         # The offset of each partition's latest dead letter: only a delivery after it ends a run.
         self._last_dead_letter: dict[TopicPartition, int] = {}
         self._stalled: set[TopicPartition] = set()
+        # Subscribed topics the cluster does not have (deleted): confirmed by two checks in a row.
+        self._missing_topics: set[str] = set()
+        self._maybe_missing: set[str] = set()
+        self._last_topic_check = clock()
+        # Why the last idle period did not end the run (logged when it changes, not every period).
+        self._not_done_reason: str | None = None
         self._stop = threading.Event()
         self._closing = False  # shutting down: no new calls, no waiting in callbacks
         self._fatal: str | None = None
@@ -155,7 +165,7 @@ class Worker:
         try:
             while not self._stop.is_set() and self._fatal is None:
                 self._turn()
-                if exit_when_idle_s is not None and self._idle_for() >= exit_when_idle_s:
+                if exit_when_idle_s is not None and self._idle_for() >= exit_when_idle_s and self._caught_up():
                     log.info("idle for %.1fs with everything committed; stopping", exit_when_idle_s)
                     break
                 if self.settings.stop_at is not None and self._reached_stop_offsets():
@@ -196,6 +206,8 @@ class Worker:
             self._dlq.poll()
         if self._clock() - self._last_commit >= self.settings.commit_interval_s:
             self._commit()
+        if self._clock() - self._last_topic_check >= self.settings.topic_check_interval_s:
+            self._check_topics()
 
     def _process(self, records: list[SourceRecord]) -> None:
         tracker, batcher, for_topic = self._tracker, self._batcher, self._routes.for_topic
@@ -209,8 +221,18 @@ class Worker:
             if tp in rewound or (stop_at is not None and record.offset >= stop_at.get(tp, 0)):
                 continue
             consumed[record.topic] += 1
-            tracker.track(tp, record.offset)
+            if not tracker.track(tp, record.offset):
+                self._restart_partition(tp, record.offset)
+                tracker.track(tp, record.offset)
             already = self._already_delivered.get(tp)
+            if already and record.offset < self._delivered_base.get(tp, -1):
+                # Read from below the previous owner's commit: the log was re-created or reset
+                # since, and the offsets it delivered name other records now.
+                log.warning("%s starts at %d, below its committed offset %d: not skipping the %d offsets "
+                            "the previous owner delivered (they belong to an older log)",
+                            tp, record.offset, self._delivered_base[tp], len(already))
+                already = None
+                self._already_delivered.pop(tp, None)
             if already and record.offset in already:
                 already.discard(record.offset)
                 tracker.done(tp, record.offset)
@@ -406,6 +428,44 @@ class Worker:
         for tp in self._assigned:
             self.metrics.watermark_lag.labels(tp.topic, str(tp.partition)).set(self._tracker.lag(tp))
 
+    def _restart_partition(self, tp: TopicPartition, offset: int) -> None:
+        """The offsets of `tp` went backwards without our asking: its log is not the one we were
+        tracking (topic deleted and re-created, truncated, offsets reset by another tool). Start
+        the partition afresh at `offset`: a new epoch, so outcomes of calls and dead letters in
+        flight for the old records are ignored, and none of its old buffered work or counters."""
+        log.warning(
+            "%s went back from offset %s to %d: its log changed (topic re-created, truncated or reset "
+            "by another tool); tracking restarts at %d and work on the older records is dropped",
+            tp, self._tracker.expected(tp), offset, offset,
+        )
+        self.metrics.offset_resets.labels(tp.topic).inc()
+        self._epoch[tp] += 1
+        self._discard_work({tp})
+        self._tracker.reset_to(tp, offset)
+        self._forget_counters({tp})
+
+    def _check_topics(self) -> None:
+        """Notice subscribed topics that do not exist (deleted): /readyz false, said once."""
+        self._last_topic_check = self._clock()
+        names = [t for t in self.settings.topics if not t.startswith("^")]
+        if not names:
+            return
+        try:
+            missing = self._source.missing_topics(names, timeout_s=2.0)
+        except Exception as exc:  # a probe only: the next check tries again
+            log.debug("could not check the source topics: %s", exc)
+            return
+        if missing is None:
+            return  # no metadata now (broker unreachable): nothing new to say about the topics
+        # Twice in a row: metadata just after start-up or a re-creation can lag for a moment.
+        confirmed = {t for t in missing if t in self._maybe_missing or t in self._missing_topics}
+        self._maybe_missing = set(missing)
+        for topic in sorted(confirmed - self._missing_topics):
+            log.error("source topic %s does not exist (deleted?); /readyz is false until it exists again", topic)
+        for topic in sorted(self._missing_topics - confirmed):
+            log.info("source topic %s exists again", topic)
+        self._missing_topics = confirmed
+
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         """Give up on `offset` and everything after it in `tp`; read them again later."""
         self._tracker.truncate(tp, offset)
@@ -453,6 +513,8 @@ class Worker:
         h.stalled = len(self._stalled)
         h.systemic_error = self.systemic_error
         h.assigned = len(self._assigned)
+        h.missing_topics = tuple(sorted(self._missing_topics))
+        m.source_topics_missing.set(len(self._missing_topics))
         m.systemic_failure.set(0 if h.systemic_error is None else 1)
         return hold_all
 
@@ -465,6 +527,28 @@ class Worker:
             if mark is None or mark < limit:
                 return False
         return True
+
+    def _caught_up(self) -> bool:
+        """Idle means done only in the group, holding the assignment, with every assigned partition
+        read to its end. Right after a crash the group waits out the dead member's session before
+        it hands anything out: "nothing arrived for a while" then says nothing about the backlog.
+        When not caught up, the idle clock starts again: it may only count from here."""
+        reason = None
+        if not self._source.group_joined():
+            reason = "not in the consumer group yet (a previous member's session may still be running)"
+        elif self._assigned:
+            behind = self._source.lagging(sorted(self._assigned, key=str), timeout_s=5.0)
+            if behind is None:
+                reason = "the partitions' positions and ends cannot be read now"
+            elif behind:
+                reason = f"{len(behind)} partition(s) not read to their end ({', '.join(map(str, behind[:5]))})"
+        if reason is None:
+            return True
+        if reason.split(" (")[0] != (self._not_done_reason or "").split(" (")[0]:
+            log.info("nothing to do for now but not done: %s", reason)
+        self._not_done_reason = reason
+        self._last_activity = self._clock()
+        return False
 
     def _idle_for(self) -> float:
         busy = (
@@ -505,6 +589,7 @@ class Worker:
             delivered = decode_delivered(offset, metadata)
             if delivered:
                 self._already_delivered[tp] = set(delivered)
+                self._delivered_base[tp] = offset
                 log.info("%s: skipping %d offsets delivered above %d by the previous owner",
                          tp, len(delivered), offset)
 
@@ -531,6 +616,28 @@ class Worker:
         self._drop(set(tps))
 
     def _drop(self, tps: set[TopicPartition]) -> None:
+        self._discard_work(tps)
+        self._tracker.forget(tps)
+        for tp in tps:
+            self._assigned.discard(tp)
+            self._paused.discard(tp)
+            with suppress(KeyError):  # no series yet if we never committed this partition
+                self.metrics.watermark_lag.remove(tp.topic, str(tp.partition))
+        self._forget_counters(tps)
+
+    def _forget_counters(self, tps: set[TopicPartition]) -> None:
+        """Per-partition state that describes records we no longer hold."""
+        for tp in tps:
+            self._backoff_until.pop(tp, None)
+            self._bytes.pop(tp, None)
+            self._already_delivered.pop(tp, None)
+            self._delivered_base.pop(tp, None)
+            self._stalled.discard(tp)
+            self._consecutive_failures.pop(tp, None)
+            self._last_dead_letter.pop(tp, None)
+
+    def _discard_work(self, tps: set[TopicPartition]) -> None:
+        """Drop buffered and queued batches of `tps` (calls already running finish and are ignored)."""
         self._batcher.drop_partitions(tps)
         for key in list(self._waiting):
             kept: deque[Batch] = deque()
@@ -542,18 +649,6 @@ class Worker:
                 self._waiting[key] = kept
             else:
                 del self._waiting[key]
-        self._tracker.forget(tps)
-        for tp in tps:
-            self._assigned.discard(tp)
-            self._paused.discard(tp)
-            self._backoff_until.pop(tp, None)
-            self._bytes.pop(tp, None)
-            self._already_delivered.pop(tp, None)
-            self._stalled.discard(tp)
-            self._consecutive_failures.pop(tp, None)
-            self._last_dead_letter.pop(tp, None)
-            with suppress(KeyError):  # no series yet if we never committed this partition
-                self.metrics.watermark_lag.remove(tp.topic, str(tp.partition))
 
     # ----------------------------------------------------------------- shutdown
 
