@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -56,6 +56,10 @@ class Metrics:
         self.partitions_assigned = Gauge("pkc_partitions_assigned", "Partitions owned by this worker", registry=r)
         self.partitions_stalled = Gauge(
             "pkc_partitions_stalled", "Partitions held after too many dead letters in a row", registry=r
+        )
+        self.partition_stalls = Counter(
+            "pkc_partition_stalls", "Times a partition stalled, by reason (consecutive_failures: "
+            "dlq.max_consecutive_failures; failure_ratio: dlq.max_failure_ratio)", ["reason"], registry=r,
         )
         self.records_skipped = Counter(
             "pkc_records_skipped", "Records skipped because the previous owner had delivered them", registry=r
@@ -131,6 +135,8 @@ class Health:
     systemic_error: str | None = None
     assigned: int = 0
     stalled: int = 0
+    # Stalled partition -> why (consecutive_failures | failure_ratio).
+    stall_reasons: dict[str, str] = field(default_factory=dict)
     # Subscribed topics that do not exist (deleted): nothing can be read from them.
     missing_topics: tuple[str, ...] = ()
     liveness_timeout_s: float = 120.0
@@ -147,6 +153,7 @@ class Health:
             "stopping": self.stopping,
             "assigned_partitions": self.assigned,
             "stalled_partitions": self.stalled,
+            "stall_reasons": dict(self.stall_reasons),
             "systemic_error": self.systemic_error,
             "missing_topics": list(self.missing_topics),
         }

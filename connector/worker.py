@@ -22,6 +22,7 @@ from typing import Any
 
 from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterWriter
+from connector.dlq_limits import FailureRatioLimit
 from connector.entities import tombstone
 from connector.logs import redact
 from connector.observability import Health, Metrics
@@ -63,6 +64,10 @@ class WorkerSettings:
     # Dead letters in a row on one partition before it stalls instead (0: never).
     max_consecutive_failures: int = 1000
     stall_retry_s: float = 60.0
+    # More than this share of dead letters among a partition's last `failure_ratio_window`
+    # records stalls it too (0: never).
+    max_failure_ratio: float = 0.9
+    failure_ratio_window: int = 1000
     # How often the subscribed topics (names, not patterns) are checked for existence.
     topic_check_interval_s: float = 5.0
 
@@ -123,6 +128,8 @@ class Worker:
         # The offset of each partition's latest dead letter: only a delivery after it ends a run.
         self._last_dead_letter: dict[TopicPartition, int] = {}
         self._stalled: set[TopicPartition] = set()
+        self._stall_reason: dict[TopicPartition, str] = {}
+        self._failure_ratio = FailureRatioLimit(settings.max_failure_ratio, settings.failure_ratio_window)
         # Subscribed topics the cluster does not have (deleted): confirmed by two checks in a row.
         self._missing_topics: set[str] = set()
         self._maybe_missing: set[str] = set()
@@ -248,6 +255,7 @@ class Worker:
                 if route.skip_deletes:
                     self._leave(record)
                     self.metrics.deletes_skipped.labels(route.name).inc()
+                    self._failure_ratio.record(tp, False)
                 elif not self._dead_letter(record, error):
                     rewound.add(tp)
                 continue
@@ -262,9 +270,11 @@ class Worker:
                 self._backoff_until[tp] = now + self.settings.decode_retry_backoff_s
                 rewound.add(tp)
                 continue
-            if self._consecutive_failures[tp]:
+            if self._consecutive_failures[tp] or tp in self._stalled:
                 self._consecutive_failures[tp] = 0
                 self._stalled.discard(tp)
+                self._stall_reason.pop(tp, None)
+            self._failure_ratio.record(tp, False)
             full = batcher.add(event, now)
             if full is not None:
                 self._submit(full)
@@ -357,9 +367,13 @@ class Worker:
         tp = record.tp
         limit = self.settings.max_consecutive_failures
         if limit and self._consecutive_failures[tp] >= limit:
-            self._stall(record, error)
+            self._stall(record, error, "consecutive_failures")
+            return False
+        if self._failure_ratio.exceeded_by_one_more_failure(tp):
+            self._stall(record, error, "failure_ratio")
             return False
         self._consecutive_failures[tp] += 1
+        self._failure_ratio.record(tp, True)
         self._last_dead_letter[tp] = max(record.offset, self._last_dead_letter.get(tp, -1))
         log.warning(
             "dead-lettering %s (%s/%s): %s", record.position(), error.stage, error.error_class, redact(error.message)
@@ -383,18 +397,27 @@ class Worker:
         self._dlq.send(record, error, done, topic=topic)
         return True
 
-    def _stall(self, record: SourceRecord, error: RecordError) -> None:
-        """Too many dead letters in a row: more likely a wrong mapping or a broken producer than
-        bad records. Hold the partition at this record and retry later instead of dead-lettering
-        the whole stream; operators see it in pkc_partitions_stalled and /readyz."""
+    def _stall(self, record: SourceRecord, error: RecordError, reason: str) -> None:
+        """Too many dead letters in a row (`consecutive_failures`), or too large a share of the
+        partition's recent records (`failure_ratio`): more likely a wrong mapping or a broken
+        producer than bad records. Hold the partition at this record and retry later instead of
+        dead-lettering the whole stream; operators see it in pkc_partitions_stalled,
+        pkc_partition_stalls_total{reason} and /readyz."""
         tp = record.tp
         if tp not in self._stalled:
+            if reason == "failure_ratio":
+                why = (f"{self._failure_ratio.failures(tp)} of its last {self._failure_ratio.window} records were "
+                       f"dead-lettered (dlq.max_failure_ratio {self._failure_ratio.max_ratio:g})")
+            else:
+                why = f"{self._consecutive_failures[tp]} dead letters in a row (dlq.max_consecutive_failures)"
             log.error(
-                "%s stalled at offset %d after %d dead letters in a row (last: %s/%s: %s); retrying in %.0fs",
-                tp, record.offset, self._consecutive_failures[tp], error.stage, error.error_class,
+                "%s stalled at offset %d: %s; last: %s/%s: %s; retrying in %.0fs",
+                tp, record.offset, why, error.stage, error.error_class,
                 redact(error.message), self.settings.stall_retry_s,
             )
+            self.metrics.partition_stalls.labels(reason).inc()
         self._stalled.add(tp)
+        self._stall_reason[tp] = reason
         self._rewind(tp, record.offset)
         self._backoff_until[tp] = self._clock() + self.settings.stall_retry_s
 
@@ -511,6 +534,7 @@ class Worker:
         m.partitions_paused.set(len(want))
         m.partitions_stalled.set(len(self._stalled))
         h.stalled = len(self._stalled)
+        h.stall_reasons = {str(tp): self._stall_reason.get(tp, "") for tp in self._stalled}
         h.systemic_error = self.systemic_error
         h.assigned = len(self._assigned)
         h.missing_topics = tuple(sorted(self._missing_topics))
@@ -633,8 +657,10 @@ class Worker:
             self._already_delivered.pop(tp, None)
             self._delivered_base.pop(tp, None)
             self._stalled.discard(tp)
+            self._stall_reason.pop(tp, None)
             self._consecutive_failures.pop(tp, None)
             self._last_dead_letter.pop(tp, None)
+        self._failure_ratio.forget(tps)
 
     def _discard_work(self, tps: set[TopicPartition]) -> None:
         """Drop buffered and queued batches of `tps` (calls already running finish and are ignored)."""
