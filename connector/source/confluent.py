@@ -198,12 +198,16 @@ class ConfluentSource:
 
     def missing_topics(self, topics: list[str], timeout_s: float) -> set[str] | None:
         try:
-            metadata = self._consumer.list_topics(timeout=timeout_s)
+            # One metadata request per topic while they are few: the whole cluster's can be large.
+            if len(topics) <= 10:
+                found_topics = {t: self._consumer.list_topics(topic=t, timeout=timeout_s).topics.get(t) for t in topics}
+            else:
+                found_topics = dict(self._consumer.list_topics(timeout=timeout_s).topics)
         except KafkaException:
             return None
         missing = set()
         for topic in topics:
-            found = metadata.topics.get(topic)
+            found = found_topics.get(topic)
             if found is None or (found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
                 missing.add(topic)
             else:
