@@ -8,6 +8,7 @@ every assigned partition is read to its end.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import time
@@ -78,3 +79,25 @@ def test_exit_when_idle_waits_for_the_dead_members_partitions_and_the_backlog(
         # kafka-python's poll blocks until a join in progress completes (KafkaPythonSource.
         # _complete_rebalance), so the loop never looks idle meanwhile; librdkafka's returns.
         assert "not in the consumer group yet" in batch.log()
+
+
+def test_a_member_given_nothing_is_joined_and_exits_when_idle(
+    stack: Any, new_topic: Callable[..., str], group_id: str, start_emulator: Callable[..., Any],
+    workers: Callable[..., WorkerProcess], tracking_id: str, aws_env: None, tmp_path: Path, kafka_client: str,
+) -> None:
+    """An empty assignment counts as joined: with one partition and a member already holding it, a
+    second member gets nothing and must still end its run (kafka-python never calls the listener
+    for an empty assignment; its coordinator is asked instead)."""
+    topic = new_topic(partitions=1)
+    emulator = start_emulator()
+    config = write_config(tmp_path, connector_config(
+        bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url, topics=[topic],
+        group_id=group_id, tracking_id=tracking_id))
+    owner = workers(config, "owner")
+    assert owner.wait_for(ASSIGNED, timeout=60), owner.tail()
+    spare = workers(config, "spare", exit_when_idle=IDLE_S)
+    code = spare.wait(timeout=120)
+    print(f"\n[{kafka_client}] member with an empty assignment: exit={code} after {spare.uptime():.1f}s")
+    assert code == 0, spare.tail()
+    assert re.search(ASSIGNED, spare.log()) is None, "the spare member was given a partition"
+    assert owner.alive()
