@@ -140,6 +140,8 @@ def build_worker(settings: Settings, metrics: Metrics | None = None, *, replayin
             retryable_decode_errors=(RegistryUnavailable,),
             commit_metadata=k.commit_metadata,
             max_consecutive_failures=settings.dlq.max_consecutive_failures,
+            max_failure_ratio=settings.dlq.max_failure_ratio,
+            failure_ratio_window=settings.dlq.failure_ratio_window,
             stall_retry_s=settings.dlq.stall_retry_s,
         ),
         source=source,

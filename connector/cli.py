@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-when-idle",
         type=float,
         metavar="SECONDS",
-        help="stop once nothing arrived for this long and everything is delivered and committed",
+        help="stop once nothing arrived for this long, everything is delivered and committed, and every "
+        "assigned partition is read to its end (idle counts only once the group gave this worker its assignment)",
     )
     run.add_argument("--log-format", choices=("json", "text"), help="default: observability.log_format")
     run.add_argument("--log-level", default="INFO")

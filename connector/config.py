@@ -160,6 +160,14 @@ class DlqConfig(_Section):
     # wrong mapping, a broken producer), not bad records: the partition stalls instead of
     # dead-lettering the whole stream. 0 disables the check.
     max_consecutive_failures: Annotated[int, Field(ge=0)] = 1000
+    # A partition also stalls when more than this share of its last `failure_ratio_window`
+    # records were dead-lettered (Arroyo's DlqLimit.max_invalid_ratio): a mostly bad stream with
+    # a good record now and then, which would end every run of the consecutive limit. Judged only
+    # over a full window. 0.9 over 1000: only a stream that has plainly gone bad stalls (real bad
+    # input is a few percent), after no more dead letters than the consecutive limit allows. 0
+    # disables the check.
+    max_failure_ratio: Annotated[float, Field(ge=0, le=1)] = 0.9
+    failure_ratio_window: Annotated[int, Field(ge=1)] = 1000
     # How long a stalled partition waits before it tries its next record again.
     stall_retry_s: Annotated[float, Field(gt=0)] = 60.0
     # Which context headers a dead letter carries: `pkc` (pkc.error.*, pkc.source.*), `connect`

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -57,6 +57,10 @@ class Metrics:
         self.partitions_stalled = Gauge(
             "pkc_partitions_stalled", "Partitions held after too many dead letters in a row", registry=r
         )
+        self.partition_stalls = Counter(
+            "pkc_partition_stalls", "Times a partition stalled, by reason (consecutive_failures: "
+            "dlq.max_consecutive_failures; failure_ratio: dlq.max_failure_ratio)", ["reason"], registry=r,
+        )
         self.records_skipped = Counter(
             "pkc_records_skipped", "Records skipped because the previous owner had delivered them", registry=r
         )
@@ -75,6 +79,13 @@ class Metrics:
         )
         self.rebalances = Counter("pkc_rebalances", "Assignments, revocations and losses", ["kind"], registry=r)
         self.commits = Counter("pkc_commits", "Offset commits by result", ["result"], registry=r)
+        self.offset_resets = Counter(
+            "pkc_offset_resets", "Partitions whose offsets went backwards (log re-created, truncated or reset) "
+            "and whose tracking restarted", ["topic"], registry=r,
+        )
+        self.source_topics_missing = Gauge(
+            "pkc_source_topics_missing", "Subscribed topics the cluster does not have (deleted?)", registry=r
+        )
         self.systemic_failure = Gauge(
             "pkc_systemic_failure", "1 while PutEvents fails for a systemic reason (consumption paused)", registry=r
         )
@@ -124,6 +135,10 @@ class Health:
     systemic_error: str | None = None
     assigned: int = 0
     stalled: int = 0
+    # Stalled partition -> why (consecutive_failures | failure_ratio).
+    stall_reasons: dict[str, str] = field(default_factory=dict)
+    # Subscribed topics that do not exist (deleted): nothing can be read from them.
+    missing_topics: tuple[str, ...] = ()
     liveness_timeout_s: float = 120.0
 
     def live(self, now: float) -> tuple[bool, dict[str, Any]]:
@@ -131,13 +146,16 @@ class Health:
         return age < self.liveness_timeout_s, {"loop_age_s": round(age, 3)}
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        ok = self.started and not self.stopping and self.systemic_error is None and not self.stalled
+        ok = (self.started and not self.stopping and self.systemic_error is None and not self.stalled
+              and not self.missing_topics)
         return ok, {
             "started": self.started,
             "stopping": self.stopping,
             "assigned_partitions": self.assigned,
             "stalled_partitions": self.stalled,
+            "stall_reasons": dict(self.stall_reasons),
             "systemic_error": self.systemic_error,
+            "missing_topics": list(self.missing_topics),
         }
 
 

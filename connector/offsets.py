@@ -35,19 +35,29 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._partitions: dict[TopicPartition, _PartitionState] = {}
 
-    def track(self, tp: TopicPartition, offset: int) -> None:
-        """Record that `offset` was polled and is now in flight."""
+    def track(self, tp: TopicPartition, offset: int) -> bool:
+        """Record that `offset` was polled and is now in flight.
+
+        False (and nothing recorded) when `offset` is below the next one expected: the partition's
+        offsets went backwards. Our own rewinds never cause that, because `truncate` lowers the
+        expected offset to the seek target before the consumer re-reads from there; so it is the
+        log's doing (topic deleted and re-created, truncated, offsets reset by another tool). The
+        caller must then start the partition afresh (`reset_to`): ignoring the record would let
+        the watermark pass it undelivered.
+        """
         state = self._partitions.get(tp)
         if state is None:
             state = self._partitions[tp] = _PartitionState()
-        if state.pending and offset <= state.pending[-1]:
-            # A re-poll after a seek back: the source repeats offsets we already hold. Keeping
-            # the first copy is correct because the watermark never passed it.
-            return
-        if state.next_offset is not None and offset < state.next_offset and not state.pending:
-            return
+        if state.next_offset is not None and offset < state.next_offset:
+            return False
         state.pending.append(offset)
         state.next_offset = offset + 1
+        return True
+
+    def expected(self, tp: TopicPartition) -> int | None:
+        """The lowest offset `track` accepts next for `tp` (None: anything, nothing seen yet)."""
+        state = self._partitions.get(tp)
+        return state.next_offset if state else None
 
     def done(self, tp: TopicPartition, offset: int) -> None:
         """Record that `offset` has left (delivered or dead-lettered). Unknown partitions are
@@ -138,12 +148,10 @@ class OffsetTracker:
         state.next_offset = offset
 
     def reset_to(self, tp: TopicPartition, offset: int) -> None:
-        """Forget everything open in `tp` and restart tracking at `offset` (after a seek)."""
-        state = _PartitionState(next_offset=offset)
-        old = self._partitions.get(tp)
-        if old is not None:
-            state.committed = old.committed
-        self._partitions[tp] = state
+        """Forget everything open in `tp` and restart tracking at `offset` (the partition's log is
+        not the one we were tracking any more). The last commit is forgotten too, so the next
+        commit is made whatever its offset: it replaces the old log's offset and metadata."""
+        self._partitions[tp] = _PartitionState(next_offset=offset)
 
 
 # Commit metadata: the offsets already delivered above the committed one, so that the next owner of

@@ -321,13 +321,14 @@ def replay_settings(settings: Settings, topic: str, group: str) -> Settings:
     """The configuration of the replay worker: the DLQ as the interactions route's only topic, its own group.
 
     Items/users routes are left out (their dead letters are not replayed by this command), and the
-    "stall after a run of dead letters" guard is off: a DLQ is nothing but a run of failures.
+    stall guards (a run of dead letters, a share of them) are off: a DLQ is nothing but failures.
     """
     if settings.personalize.tracking_id is None:
         raise UsageError("dlq replay sends interaction events: personalize.tracking_id is required")
     kafka = settings.kafka.model_copy(update={"topics": [topic], "group_id": group, "auto_offset_reset": "earliest"})
     # Failures go back to the configured DLQ; with none configured, to the topic being replayed.
-    dlq = settings.dlq.model_copy(update={"topic": settings.dlq.topic or topic, "max_consecutive_failures": 0})
+    dlq = settings.dlq.model_copy(update={"topic": settings.dlq.topic or topic, "max_consecutive_failures": 0,
+                                       "max_failure_ratio": 0})
     observability = settings.observability.model_copy(update={"metrics_port": 0})
     return settings.model_copy(update={"kafka": kafka, "dlq": dlq, "observability": observability, "routes": []})
 

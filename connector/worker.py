@@ -22,6 +22,7 @@ from typing import Any
 
 from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterWriter
+from connector.dlq_limits import FailureRatioLimit
 from connector.entities import tombstone
 from connector.logs import redact
 from connector.observability import Health, Metrics
@@ -63,6 +64,12 @@ class WorkerSettings:
     # Dead letters in a row on one partition before it stalls instead (0: never).
     max_consecutive_failures: int = 1000
     stall_retry_s: float = 60.0
+    # More than this share of dead letters among a partition's last `failure_ratio_window`
+    # records stalls it too (0: never).
+    max_failure_ratio: float = 0.9
+    failure_ratio_window: int = 1000
+    # How often the subscribed topics (names, not patterns) are checked for existence.
+    topic_check_interval_s: float = 5.0
 
 
 class FatalError(Exception):
@@ -113,12 +120,22 @@ class Worker:
         # Bumped on every assignment: outcomes of work from an earlier ownership are ignored.
         self._epoch: dict[TopicPartition, int] = defaultdict(int)
         self._bytes: dict[TopicPartition, int] = defaultdict(int)
-        # Offsets the previous owner delivered above its last commit (from the commit metadata).
+        # Offsets the previous owner delivered above its last commit (from the commit metadata),
+        # and that commit: the offsets are relative to it, so a log read from below it is another log.
         self._already_delivered: dict[TopicPartition, set[int]] = {}
+        self._delivered_base: dict[TopicPartition, int] = {}
         self._consecutive_failures: dict[TopicPartition, int] = defaultdict(int)
         # The offset of each partition's latest dead letter: only a delivery after it ends a run.
         self._last_dead_letter: dict[TopicPartition, int] = {}
         self._stalled: set[TopicPartition] = set()
+        self._stall_reason: dict[TopicPartition, str] = {}
+        self._failure_ratio = FailureRatioLimit(settings.max_failure_ratio, settings.failure_ratio_window)
+        # Subscribed topics the cluster does not have (deleted): confirmed by two checks in a row.
+        self._missing_topics: set[str] = set()
+        self._maybe_missing: set[str] = set()
+        self._last_topic_check = clock()
+        # Why the last idle period did not end the run (logged when it changes, not every period).
+        self._not_done_reason: str | None = None
         self._stop = threading.Event()
         self._closing = False  # shutting down: no new calls, no waiting in callbacks
         self._fatal: str | None = None
@@ -155,7 +172,7 @@ class Worker:
         try:
             while not self._stop.is_set() and self._fatal is None:
                 self._turn()
-                if exit_when_idle_s is not None and self._idle_for() >= exit_when_idle_s:
+                if exit_when_idle_s is not None and self._idle_for() >= exit_when_idle_s and self._caught_up():
                     log.info("idle for %.1fs with everything committed; stopping", exit_when_idle_s)
                     break
                 if self.settings.stop_at is not None and self._reached_stop_offsets():
@@ -196,6 +213,8 @@ class Worker:
             self._dlq.poll()
         if self._clock() - self._last_commit >= self.settings.commit_interval_s:
             self._commit()
+        if self._clock() - self._last_topic_check >= self.settings.topic_check_interval_s:
+            self._check_topics()
 
     def _process(self, records: list[SourceRecord]) -> None:
         tracker, batcher, for_topic = self._tracker, self._batcher, self._routes.for_topic
@@ -209,8 +228,18 @@ class Worker:
             if tp in rewound or (stop_at is not None and record.offset >= stop_at.get(tp, 0)):
                 continue
             consumed[record.topic] += 1
-            tracker.track(tp, record.offset)
+            if not tracker.track(tp, record.offset):
+                self._restart_partition(tp, record.offset)
+                tracker.track(tp, record.offset)
             already = self._already_delivered.get(tp)
+            if already and record.offset < self._delivered_base.get(tp, -1):
+                # Read from below the previous owner's commit: the log was re-created or reset
+                # since, and the offsets it delivered name other records now.
+                log.warning("%s starts at %d, below its committed offset %d: not skipping the %d offsets "
+                            "the previous owner delivered (they belong to an older log)",
+                            tp, record.offset, self._delivered_base[tp], len(already))
+                already = None
+                self._already_delivered.pop(tp, None)
             if already and record.offset in already:
                 already.discard(record.offset)
                 tracker.done(tp, record.offset)
@@ -226,6 +255,7 @@ class Worker:
                 if route.skip_deletes:
                     self._leave(record)
                     self.metrics.deletes_skipped.labels(route.name).inc()
+                    self._failure_ratio.record(tp, False)
                 elif not self._dead_letter(record, error):
                     rewound.add(tp)
                 continue
@@ -240,9 +270,11 @@ class Worker:
                 self._backoff_until[tp] = now + self.settings.decode_retry_backoff_s
                 rewound.add(tp)
                 continue
-            if self._consecutive_failures[tp]:
+            if self._consecutive_failures[tp] or tp in self._stalled:
                 self._consecutive_failures[tp] = 0
                 self._stalled.discard(tp)
+                self._stall_reason.pop(tp, None)
+            self._failure_ratio.record(tp, False)
             full = batcher.add(event, now)
             if full is not None:
                 self._submit(full)
@@ -335,9 +367,13 @@ class Worker:
         tp = record.tp
         limit = self.settings.max_consecutive_failures
         if limit and self._consecutive_failures[tp] >= limit:
-            self._stall(record, error)
+            self._stall(record, error, "consecutive_failures")
+            return False
+        if self._failure_ratio.exceeded_by_one_more_failure(tp):
+            self._stall(record, error, "failure_ratio")
             return False
         self._consecutive_failures[tp] += 1
+        self._failure_ratio.record(tp, True)
         self._last_dead_letter[tp] = max(record.offset, self._last_dead_letter.get(tp, -1))
         log.warning(
             "dead-lettering %s (%s/%s): %s", record.position(), error.stage, error.error_class, redact(error.message)
@@ -361,18 +397,27 @@ class Worker:
         self._dlq.send(record, error, done, topic=topic)
         return True
 
-    def _stall(self, record: SourceRecord, error: RecordError) -> None:
-        """Too many dead letters in a row: more likely a wrong mapping or a broken producer than
-        bad records. Hold the partition at this record and retry later instead of dead-lettering
-        the whole stream; operators see it in pkc_partitions_stalled and /readyz."""
+    def _stall(self, record: SourceRecord, error: RecordError, reason: str) -> None:
+        """Too many dead letters in a row (`consecutive_failures`), or too large a share of the
+        partition's recent records (`failure_ratio`): more likely a wrong mapping or a broken
+        producer than bad records. Hold the partition at this record and retry later instead of
+        dead-lettering the whole stream; operators see it in pkc_partitions_stalled,
+        pkc_partition_stalls_total{reason} and /readyz."""
         tp = record.tp
         if tp not in self._stalled:
+            if reason == "failure_ratio":
+                why = (f"{self._failure_ratio.failures(tp)} of its last {self._failure_ratio.window} records were "
+                       f"dead-lettered (dlq.max_failure_ratio {self._failure_ratio.max_ratio:g})")
+            else:
+                why = f"{self._consecutive_failures[tp]} dead letters in a row (dlq.max_consecutive_failures)"
             log.error(
-                "%s stalled at offset %d after %d dead letters in a row (last: %s/%s: %s); retrying in %.0fs",
-                tp, record.offset, self._consecutive_failures[tp], error.stage, error.error_class,
+                "%s stalled at offset %d: %s; last: %s/%s: %s; retrying in %.0fs",
+                tp, record.offset, why, error.stage, error.error_class,
                 redact(error.message), self.settings.stall_retry_s,
             )
+            self.metrics.partition_stalls.labels(reason).inc()
         self._stalled.add(tp)
+        self._stall_reason[tp] = reason
         self._rewind(tp, record.offset)
         self._backoff_until[tp] = self._clock() + self.settings.stall_retry_s
 
@@ -405,6 +450,44 @@ class Worker:
             self._tracker.mark_committed(tp, offset)
         for tp in self._assigned:
             self.metrics.watermark_lag.labels(tp.topic, str(tp.partition)).set(self._tracker.lag(tp))
+
+    def _restart_partition(self, tp: TopicPartition, offset: int) -> None:
+        """The offsets of `tp` went backwards without our asking: its log is not the one we were
+        tracking (topic deleted and re-created, truncated, offsets reset by another tool). Start
+        the partition afresh at `offset`: a new epoch, so outcomes of calls and dead letters in
+        flight for the old records are ignored, and none of its old buffered work or counters."""
+        log.warning(
+            "%s went back from offset %s to %d: its log changed (topic re-created, truncated or reset "
+            "by another tool); tracking restarts at %d and work on the older records is dropped",
+            tp, self._tracker.expected(tp), offset, offset,
+        )
+        self.metrics.offset_resets.labels(tp.topic).inc()
+        self._epoch[tp] += 1
+        self._discard_work({tp})
+        self._tracker.reset_to(tp, offset)
+        self._forget_counters({tp})
+
+    def _check_topics(self) -> None:
+        """Notice subscribed topics that do not exist (deleted): /readyz false, said once."""
+        self._last_topic_check = self._clock()
+        names = [t for t in self.settings.topics if not t.startswith("^")]
+        if not names:
+            return
+        try:
+            missing = self._source.missing_topics(names, timeout_s=2.0)
+        except Exception as exc:  # a probe only: the next check tries again
+            log.debug("could not check the source topics: %s", exc)
+            return
+        if missing is None:
+            return  # no metadata now (broker unreachable): nothing new to say about the topics
+        # Twice in a row: metadata just after start-up or a re-creation can lag for a moment.
+        confirmed = {t for t in missing if t in self._maybe_missing or t in self._missing_topics}
+        self._maybe_missing = set(missing)
+        for topic in sorted(confirmed - self._missing_topics):
+            log.error("source topic %s does not exist (deleted?); /readyz is false until it exists again", topic)
+        for topic in sorted(self._missing_topics - confirmed):
+            log.info("source topic %s exists again", topic)
+        self._missing_topics = confirmed
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         """Give up on `offset` and everything after it in `tp`; read them again later."""
@@ -451,8 +534,11 @@ class Worker:
         m.partitions_paused.set(len(want))
         m.partitions_stalled.set(len(self._stalled))
         h.stalled = len(self._stalled)
+        h.stall_reasons = {str(tp): self._stall_reason.get(tp, "") for tp in self._stalled}
         h.systemic_error = self.systemic_error
         h.assigned = len(self._assigned)
+        h.missing_topics = tuple(sorted(self._missing_topics))
+        m.source_topics_missing.set(len(self._missing_topics))
         m.systemic_failure.set(0 if h.systemic_error is None else 1)
         return hold_all
 
@@ -465,6 +551,28 @@ class Worker:
             if mark is None or mark < limit:
                 return False
         return True
+
+    def _caught_up(self) -> bool:
+        """Idle means done only in the group, holding the assignment, with every assigned partition
+        read to its end. Right after a crash the group waits out the dead member's session before
+        it hands anything out: "nothing arrived for a while" then says nothing about the backlog.
+        When not caught up, the idle clock starts again: it may only count from here."""
+        reason = None
+        if not self._source.group_joined():
+            reason = "not in the consumer group yet (a previous member's session may still be running)"
+        elif self._assigned:
+            behind = self._source.lagging(sorted(self._assigned, key=str), timeout_s=5.0)
+            if behind is None:
+                reason = "the partitions' positions and ends cannot be read now"
+            elif behind:
+                reason = f"{len(behind)} partition(s) not read to their end ({', '.join(map(str, behind[:5]))})"
+        if reason is None:
+            return True
+        if reason.split(" (")[0] != (self._not_done_reason or "").split(" (")[0]:
+            log.info("nothing to do for now but not done: %s", reason)
+        self._not_done_reason = reason
+        self._last_activity = self._clock()
+        return False
 
     def _idle_for(self) -> float:
         busy = (
@@ -505,6 +613,7 @@ class Worker:
             delivered = decode_delivered(offset, metadata)
             if delivered:
                 self._already_delivered[tp] = set(delivered)
+                self._delivered_base[tp] = offset
                 log.info("%s: skipping %d offsets delivered above %d by the previous owner",
                          tp, len(delivered), offset)
 
@@ -531,6 +640,30 @@ class Worker:
         self._drop(set(tps))
 
     def _drop(self, tps: set[TopicPartition]) -> None:
+        self._discard_work(tps)
+        self._tracker.forget(tps)
+        for tp in tps:
+            self._assigned.discard(tp)
+            self._paused.discard(tp)
+            with suppress(KeyError):  # no series yet if we never committed this partition
+                self.metrics.watermark_lag.remove(tp.topic, str(tp.partition))
+        self._forget_counters(tps)
+
+    def _forget_counters(self, tps: set[TopicPartition]) -> None:
+        """Per-partition state that describes records we no longer hold."""
+        for tp in tps:
+            self._backoff_until.pop(tp, None)
+            self._bytes.pop(tp, None)
+            self._already_delivered.pop(tp, None)
+            self._delivered_base.pop(tp, None)
+            self._stalled.discard(tp)
+            self._stall_reason.pop(tp, None)
+            self._consecutive_failures.pop(tp, None)
+            self._last_dead_letter.pop(tp, None)
+        self._failure_ratio.forget(tps)
+
+    def _discard_work(self, tps: set[TopicPartition]) -> None:
+        """Drop buffered and queued batches of `tps` (calls already running finish and are ignored)."""
         self._batcher.drop_partitions(tps)
         for key in list(self._waiting):
             kept: deque[Batch] = deque()
@@ -542,18 +675,6 @@ class Worker:
                 self._waiting[key] = kept
             else:
                 del self._waiting[key]
-        self._tracker.forget(tps)
-        for tp in tps:
-            self._assigned.discard(tp)
-            self._paused.discard(tp)
-            self._backoff_until.pop(tp, None)
-            self._bytes.pop(tp, None)
-            self._already_delivered.pop(tp, None)
-            self._stalled.discard(tp)
-            self._consecutive_failures.pop(tp, None)
-            self._last_dead_letter.pop(tp, None)
-            with suppress(KeyError):  # no series yet if we never committed this partition
-                self.metrics.watermark_lag.remove(tp.topic, str(tp.partition))
 
     # ----------------------------------------------------------------- shutdown
 

@@ -45,4 +45,17 @@ class Source(Protocol):
 
     def assignment(self) -> list[TopicPartition]: ...
 
+    def group_joined(self) -> bool:
+        """The consumer is a member of its group and holds its assignment (which may be empty)."""
+        ...
+
+    def lagging(self, tps: list[TopicPartition], timeout_s: float) -> list[TopicPartition] | None:
+        """Those of `tps` whose position is not at the end of the partition (the high watermark):
+        records are left to read. None when the positions or ends cannot be had now."""
+        ...
+
+    def missing_topics(self, topics: list[str], timeout_s: float) -> set[str] | None:
+        """Which of `topics` the cluster does not have; None when its metadata cannot be had now."""
+        ...
+
     def close(self) -> None: ...

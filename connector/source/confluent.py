@@ -22,6 +22,8 @@ _FIXED = {
 }
 _DEFAULTS = {
     "partition.assignment.strategy": "cooperative-sticky",
+    # A consumer must never create the topic it reads (librdkafka's default, stated).
+    "allow.auto.create.topics": False,
     # Bound what librdkafka prefetches so memory stays flat with a large backlog.
     "queued.max.messages.kbytes": 16384,
 }
@@ -53,6 +55,13 @@ class ConfluentSource:
             {**config, "error_cb": self._on_error, "logger": logging.getLogger("librdkafka")}
         )
         self._listener: RebalanceListener | None = None
+        # Topics whose "unknown topic" consumer error was logged: librdkafka repeats it on every
+        # poll while the topic is missing; the worker says so once (and /readyz turns false).
+        self._unknown_logged: set[str] = set()
+        # librdkafka calls on_assign (also with an empty assignment) once the group's join completed.
+        self._joined = False
+        self._reset_to_earliest = str(config.get("auto.offset.reset", "earliest")) in ("earliest", "smallest",
+                                                                                      "beginning")
 
     def _on_error(self, error: KafkaError) -> None:
         self._errors.append(str(error.str()))
@@ -76,6 +85,8 @@ class ConfluentSource:
         )
 
     def _on_assign(self, _consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
+        self._unknown_logged.difference_update(p.topic for p in partitions)
+        self._joined = True
         if self._listener:
             self._listener.on_assigned([TopicPartition(p.topic, p.partition) for p in partitions])
 
@@ -96,6 +107,12 @@ class ConfluentSource:
             if err is not None:
                 if err.fatal():
                     raise KafkaException(err)
+                if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    topic = str(msg.topic() or "")
+                    if topic in self._unknown_logged:
+                        log.debug("consumer error: %s", err)
+                        continue
+                    self._unknown_logged.add(topic)
                 log.warning("consumer error: %s", err)
                 continue
             headers, unreadable = record_headers(msg)
@@ -154,6 +171,49 @@ class ConfluentSource:
 
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition(p.topic, p.partition) for p in self._consumer.assignment()]
+
+    def group_joined(self) -> bool:
+        return self._joined
+
+    def lagging(self, tps: list[TopicPartition], timeout_s: float) -> list[TopicPartition] | None:
+        request = [KafkaTopicPartition(tp.topic, tp.partition) for tp in tps]
+        try:
+            positions = self._consumer.position(request)
+            unread = [KafkaTopicPartition(p.topic, p.partition) for p in positions if p.offset < 0]
+            # Nothing consumed yet: reading starts at the committed offset, else per auto.offset.reset.
+            committed = ({(p.topic, p.partition): p.offset for p in self._consumer.committed(unread, timeout=timeout_s)}
+                         if unread else {})
+            behind = []
+            for p in positions:
+                low, high = self._consumer.get_watermark_offsets(
+                    KafkaTopicPartition(p.topic, p.partition), timeout=timeout_s, cached=False)
+                start = p.offset if p.offset >= 0 else committed.get((p.topic, p.partition), -1)
+                if start < 0:
+                    start = low if self._reset_to_earliest else high
+                # Beyond the end: the log was truncated or re-created, a reset to its start is coming.
+                if start < high or (start > high and low < high):
+                    behind.append(TopicPartition(p.topic, p.partition))
+        except KafkaException:
+            return None
+        return behind
+
+    def missing_topics(self, topics: list[str], timeout_s: float) -> set[str] | None:
+        try:
+            # One metadata request per topic while they are few: the whole cluster's can be large.
+            if len(topics) <= 10:
+                found_topics = {t: self._consumer.list_topics(topic=t, timeout=timeout_s).topics.get(t) for t in topics}
+            else:
+                found_topics = dict(self._consumer.list_topics(timeout=timeout_s).topics)
+        except KafkaException:
+            return None
+        missing = set()
+        for topic in topics:
+            found = found_topics.get(topic)
+            if found is None or (found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+                missing.add(topic)
+            else:
+                self._unknown_logged.discard(topic)
+        return missing
 
     def close(self) -> None:
         self._consumer.close()

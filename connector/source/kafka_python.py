@@ -254,6 +254,9 @@ def consumer_config(
 
     return {
         "partition_assignment_strategy": [CooperativeStickyAssignor],
+        # kafka-python's default (True) makes its metadata requests re-create a deleted topic at
+        # once, with the broker's default settings (seen: a 2-partition topic back with 1).
+        "allow_auto_create_topics": False,
         **translate_config(user_config, "consumer"),
         **(auth or {}),
         "bootstrap_servers": _bootstrap_list(bootstrap_servers),
@@ -295,6 +298,31 @@ class _DropHandOffLogs(logging.Filter):
 
 _HANDOFF_FILTER = _DropHandOffLogs()
 logging.getLogger("kafka.coordinator.consumer").addFilter(_HANDOFF_FILTER)
+
+
+class _MissingTopicOnce(logging.Filter):
+    """While a subscribed topic is missing, kafka-python logs "Topic X not found in cluster
+    metadata" at ERROR on every metadata refresh (10 a second). Let the first through per topic;
+    `KafkaPythonSource.missing_topics` forgets it once the topic exists again."""
+
+    MESSAGE = "Topic %s not found in cluster metadata"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reported: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.MESSAGE or not record.args:
+            return True
+        topic = str(record.args[0] if isinstance(record.args, tuple) else record.args)
+        if topic in self.reported:
+            return False
+        self.reported.add(topic)
+        return True
+
+
+_MISSING_TOPIC_FILTER = _MissingTopicOnce()
+logging.getLogger("kafka.cluster").addFilter(_MISSING_TOPIC_FILTER)
 
 Change = Literal["assigned", "revoked", "lost"]
 
@@ -400,6 +428,11 @@ class KafkaPythonSource:
         except KafkaError as exc:
             raise KafkaUnreachable(f"cannot use the Kafka cluster: {_explain(f'{type(exc).__name__}: {exc}')}") \
                 from None
+        # kafka-python 3.0.12 does not hand allow_auto_create_topics to its metadata cache, whose
+        # requests then re-create a deleted topic at once (with the broker's defaults): hand it over.
+        cluster_config = getattr(getattr(self._consumer, "_cluster", None), "config", None)
+        if isinstance(cluster_config, dict):
+            cluster_config["allow_auto_create_topics"] = bool(self._consumer.config["allow_auto_create_topics"])
         self._listener: RebalanceListener | None = None
         # Filled on kafka-python's I/O thread, drained on the worker thread (deque ops are atomic).
         self._changes: deque[tuple[Change, list[TopicPartition]]] = deque()
@@ -635,6 +668,49 @@ class KafkaPythonSource:
 
     def assignment(self) -> list[TopicPartition]:
         return _ours(self._consumer.assignment() or ())
+
+    def group_joined(self) -> bool:
+        # kafka-python calls the listener only for partitions added, never for an empty assignment:
+        # ask the coordinator whether the member is in a stable generation instead.
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        try:
+            return bool(coordinator is not None and coordinator.generation_if_stable() is not None
+                        and not coordinator.need_rejoin())
+        except AttributeError:  # pragma: no cover - a kafka-python without these internals
+            return bool(self._consumer.assignment())
+
+    def lagging(self, tps: list[TopicPartition], timeout_s: float) -> list[TopicPartition] | None:
+        from kafka.errors import KafkaError
+
+        partitions = self._assigned_only(tps)
+        timeout_ms = int(timeout_s * 1000)
+        try:
+            ends = self._consumer.end_offsets(partitions, timeout_ms=timeout_ms)
+            behind = []
+            for ktp in partitions:
+                # Resolves an unknown position (committed offset, else auto.offset.reset) first.
+                position = self._consumer.position(ktp, timeout_ms=timeout_ms)
+                if position is None or position != ends.get(ktp):
+                    behind.append(TopicPartition(ktp.topic, ktp.partition))
+        except KafkaError:
+            return None
+        return behind
+
+    def missing_topics(self, topics: list[str], timeout_s: float) -> set[str] | None:
+        """From kafka-python's metadata cache (it refreshes it for the subscribed topics on its
+        I/O thread, at once after a fetch error); a refresh is requested while one is missing."""
+        try:
+            cluster = self._consumer._cluster
+            known = cluster.topics()
+        except AttributeError:  # pragma: no cover - a kafka-python without these internals
+            return None
+        if not cluster.brokers():
+            return None  # no metadata yet (or the cluster is unreachable)
+        missing = {t for t in topics if t not in known}
+        if missing:
+            cluster.request_update()
+        _MISSING_TOPIC_FILTER.reported.difference_update(set(topics) - missing)
+        return missing
 
     def close(self) -> None:
         # librdkafka revokes the assignment when a consumer closes; kafka-python only leaves the

@@ -20,6 +20,9 @@ op = st.one_of(
     st.tuples(st.just("commit")),
     st.tuples(st.just("revoke"), st.sampled_from(TPS)),
     st.tuples(st.just("rewind"), st.sampled_from(TPS), st.integers(0, 50)),
+    # The log itself goes back (topic re-created, truncated, offsets reset by another tool): the
+    # source reads from a lower offset, unasked.
+    st.tuples(st.just("regress"), st.sampled_from(TPS), st.integers(0, 50)),
 )
 
 
@@ -38,7 +41,13 @@ def test_watermark_never_passes_an_offset_that_is_not_done(ops: list[tuple]) -> 
         if kind == "poll":
             _, tp, count, gap = step
             for _ in range(count):
-                tracker.track(tp, position[tp])
+                if not tracker.track(tp, position[tp]):
+                    # What the worker does: that log is gone, restart the partition from here
+                    # (outcomes of the old log's records are dropped by the worker's epochs).
+                    tracker.reset_to(tp, position[tp])
+                    polled[tp], done[tp] = [], set()
+                    committed.pop(tp, None)
+                    assert tracker.track(tp, position[tp])
                 polled[tp].append(position[tp])
                 position[tp] += gap  # gaps stand for compaction and transaction markers
         elif kind == "done":
@@ -72,6 +81,9 @@ def test_watermark_never_passes_an_offset_that_is_not_done(ops: list[tuple]) -> 
                 polled[tp] = [o for o in polled[tp] if o < offset]
                 done[tp] = {o for o in done[tp] if o < offset}
                 position[tp] = offset
+        elif kind == "regress":
+            _, tp, back = step
+            position[tp] = max(0, position[tp] - 1 - back)
 
         for tp in TPS:
             mark = tracker.watermark(tp)
@@ -95,6 +107,35 @@ def test_watermark_is_one_past_the_last_offset_when_all_done() -> None:
     tracker.done(tp, 6)
     assert tracker.watermark(tp) == 10
     assert tracker.committable() == {tp: 10}
+
+
+def test_offsets_that_go_backwards_are_reported_instead_of_ignored() -> None:
+    """Issue 13, finding 1: a re-created topic restarts at 0 below our position. Ignoring those
+    offsets let the watermark (10 here) pass records that were never delivered."""
+    tracker = OffsetTracker()
+    tp = TPS[0]
+    for offset in range(10):
+        tracker.track(tp, offset)
+        tracker.done(tp, offset)
+    tracker.mark_committed(tp, 10)
+    assert tracker.track(tp, 3) is False
+    assert tracker.watermark(tp) == 10  # unchanged until the caller restarts the partition
+    tracker.reset_to(tp, 3)
+    assert tracker.track(tp, 3) is True
+    assert tracker.watermark(tp) == 3
+    # The restart is committed even if its offset happened to equal the old log's commit.
+    assert tracker.committable() == {tp: 3}
+
+
+def test_a_rewind_of_our_own_is_not_a_regression() -> None:
+    tracker = OffsetTracker()
+    tp = TPS[0]
+    for offset in range(10):
+        tracker.track(tp, offset)
+    tracker.truncate(tp, 4)  # we seek back to 4 (decode backoff, stall): 4.. are read again
+    assert tracker.expected(tp) == 4
+    assert all(tracker.track(tp, offset) for offset in range(4, 12))
+    assert tracker.in_flight(tp) == 12
 
 
 def test_late_outcome_for_a_forgotten_partition_is_ignored() -> None:
