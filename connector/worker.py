@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.batcher import SessionBatcher
-from connector.dlq import DeadLetterWriter
+from connector.dlq import DeadLetterRefused, DeadLetterWriter
 from connector.dlq_limits import FailureRatioLimit
 from connector.entities import tombstone
 from connector.logs import redact
@@ -389,9 +389,15 @@ class Worker:
         self.metrics.dead_letters.labels(error.stage, error.error_class).inc()
 
         def done(rec: SourceRecord, err: Exception | None) -> None:
-            if err is not None:
+            current = rec.tp in self._assigned and self._epoch[rec.tp] == epoch
+            if isinstance(err, DeadLetterRefused):
+                # Even the reduced letter does not fit the DLQ topic: stopping would crash-loop on
+                # this record after every restart; holding only its partition keeps the rest going.
+                if current:
+                    self._stall(rec, RecordError(str(err), error_class="DeadLetterRefused"), "dead_letter_refused")
+            elif err is not None:
                 self._fatal = f"could not write the dead letter of {rec.position()}: {err}"
-            elif rec.tp in self._assigned and self._epoch[rec.tp] == epoch:
+            elif current:
                 self._leave(rec)
 
         self._dlq.send(record, error, done, topic=topic)
@@ -408,6 +414,8 @@ class Worker:
             if reason == "failure_ratio":
                 why = (f"{self._failure_ratio.failures(tp)} of its last {self._failure_ratio.window} records were "
                        f"dead-lettered (dlq.max_failure_ratio {self._failure_ratio.max_ratio:g})")
+            elif reason == "dead_letter_refused":
+                why = "the dead-letter topic refused even the reduced dead letter (raise its max.message.bytes)"
             else:
                 why = f"{self._consecutive_failures[tp]} dead letters in a row (dlq.max_consecutive_failures)"
             log.error(

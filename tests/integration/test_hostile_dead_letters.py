@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -237,7 +239,7 @@ def test_connect_context_headers_are_read_by_inspect_and_replay(
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_a_dead_letter_refused_even_reduced_stops_the_worker_without_committing_past_it(
+def test_a_dead_letter_refused_even_reduced_stalls_its_partition_without_committing_past_it(
     client: str, stack: Any, new_topic: Any, group_id: str, emulator: Any, tracking_id: str, aws_env: None,
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -248,10 +250,26 @@ def test_a_dead_letter_refused_even_reduced_stops_the_worker_without_committing_
     produce(stack.bootstrap, topic, [(b"s", good[0], []), (b"s", NOT_AVRO + b"x" * 20_000, []), (b"s", good[1], [])])
     path = config(stack, emulator, tracking_id, group_id, topic, dead, client, tmp_path)
 
-    code, _ = run_in_process(path)
+    from connector.app import build_worker
+    from connector.config import load_settings
 
-    assert code == 1  # a clear stop, never a crash
+    # Stopping would crash-loop on this record after every restart: the partition stalls instead
+    # (and would retry after dlq.stall_retry_s), never exiting and never committing past it.
+    worker = build_worker(load_settings(path))
+    runner = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
+    codes: list[int] = []
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not worker.health.stalled and time.monotonic() < deadline and runner.is_alive():
+        time.sleep(0.1)
+    stalled = worker.health.stalled
+    worker.request_stop()
+    runner.join(60)
+
+    assert stalled == 1, "the partition should stall on the refused dead letter"
+    assert codes == [0]  # the worker never stopped by itself; it drained on request
     assert f"refused even the reduced dead letter of {topic}[0]@1" in caplog.text
+    assert "stalled at offset 1" in caplog.text
     committed, _ = committed_and_end_offsets(stack.bootstrap, group_id, topic)
     assert committed[0] <= 1  # never past the record that is neither delivered nor dead-lettered
     assert read_topic(stack.bootstrap, dead) == []
