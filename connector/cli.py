@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -124,10 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def silence_third_party_deprecations() -> None:
+    """Keep other packages' deprecation notices off the CLI's stderr (authlib warns about httpx on
+    every import of the registry client): an operator cannot act on them. Our own still show."""
+    with suppress(ImportError):
+        # authlib installs an "always" filter for its warning class when imported; import it first
+        # so the filters below, inserted in front, take precedence.
+        import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("default", category=category, module=r"connector(\.|$)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    silence_third_party_deprecations()
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        # Ctrl-C before the worker installed its own handler (during imports, the broker preflight):
+        # nothing was consumed or committed yet, so stop without a traceback, with the shell's code.
+        print("personalize-connector: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
