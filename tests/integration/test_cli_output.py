@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.pipeline import committed_and_end_offsets, connector_config, write_config
+from fixtures.pipeline import committed_and_end_offsets, connector_config, produce_raw, read_topic, write_config
 from fixtures.workers import ASSIGNED, WorkerProcess, worker_processes
 
 from connector.produce import produce
@@ -135,6 +135,22 @@ def test_an_unreachable_bootstrap_does_not_flood_the_log(
     assert 1 <= len(refused) <= 12, "\n".join(lines[:40])
     assert any("more like this in the last 10 s" in line for line in refused), "\n".join(lines[-10:])
     assert len(lines) <= 20
+
+
+def test_a_run_of_dead_letters_logs_a_few_lines_and_a_count(
+    config: dict[str, Any], stack: Any, aws_env: None, tmp_path: Path
+) -> None:
+    """Our own warnings coalesce too: 300 undecodable records, one warning each before."""
+    topic, dlq = config["kafka"]["topics"][0], config["dlq"]["topic"]
+    produce_raw(stack.bootstrap, topic, [(b"k", b"\x01not-confluent-framing") for _ in range(300)])
+    result = cli("run", "--config", str(write_config(tmp_path, config)), "--exit-when-idle", "2",
+                 "--log-format", "text")
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "dead-lettering" in line]
+    print(f"300 dead letters: {len(warnings)} warning lines")
+    assert len(warnings) == 6, "\n".join(warnings)
+    assert "… and 295 more like this in the last 10 s: dead-lettering " in warnings[-1]
+    assert len(read_topic(stack.bootstrap, dlq)) == 300  # every one dead-lettered, only the log is shorter
 
 
 # ---- item 13: clear errors -------------------------------------------------------------------------
