@@ -138,12 +138,33 @@ def silence_third_party_deprecations() -> None:
         warnings.filterwarnings("default", category=category, module=r"connector(\.|$)")
 
 
+def _librdkafka_refusal(exc: BaseException) -> str | None:
+    """librdkafka's words when `exc` is its refusal of a configuration property, else None."""
+    if type(exc).__name__ != "KafkaException" or not exc.args:
+        return None  # not imported here: --help and the emulator must not load librdkafka
+    error = exc.args[0]
+    code, name = getattr(error, "code", None), getattr(error, "name", None)
+    if not callable(code) or not callable(name) or name() != "_INVALID_ARG":
+        return None
+    return str(error.str())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     silence_third_party_deprecations()
     try:
         return handler(args)
+    except Exception as exc:
+        # Every command builds librdkafka clients from kafka.config (produce, dlq inspect/replay,
+        # check); one refused at creation is a configuration error naming the property.
+        refused = _librdkafka_refusal(exc)
+        if refused is None:
+            raise
+        command = " ".join(filter(None, (args.command, getattr(args, "dlq_command", None))))
+        print(f"personalize-connector {command}: invalid configuration: kafka.config: librdkafka refuses it: "
+              f"{refused}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # Ctrl-C before the worker installed its own handler (during imports, the broker preflight):
         # nothing was consumed or committed yet, so stop without a traceback, with the shell's code.

@@ -177,6 +177,29 @@ def test_an_invalid_librdkafka_property_is_named(
     assert_one_line_reason(result, 2, "invalid configuration", "kafka.config", key)
 
 
+@pytest.mark.parametrize(("command", "extra"), [
+    (["produce"], ["--events", "1"]), (["dlq", "inspect"], []), (["dlq", "replay"], ["--dry-run"]),
+])
+def test_every_command_names_a_librdkafka_property_it_refuses(
+    config: dict[str, Any], aws_env: None, tmp_path: Path, command: list[str], extra: list[str]
+) -> None:
+    config["kafka"]["config"]["fetch.wait.max.ms"] = "abc"
+    result = cli(*command, "--config", str(write_config(tmp_path, config)), *extra)
+    assert_one_line_reason(result, 2, f"personalize-connector {' '.join(command)}: invalid configuration",
+                           'kafka.config: librdkafka refuses it: Invalid value for configuration property '
+                           '"fetch.wait.max.ms"')
+
+
+def test_check_names_a_librdkafka_property_it_refuses(
+    config: dict[str, Any], aws_env: None, tmp_path: Path
+) -> None:
+    config["kafka"]["config"]["no.such.property"] = "1"
+    result = cli("check", "--config", str(write_config(tmp_path, config)), "--timeout", "3")
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr, result.stdout
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("FAIL kafka.cluster")]
+    assert 'No such configuration property: "no.such.property"' in row, row
+
+
 @pytest.mark.parametrize("command", ["run", "check"])
 def test_invalid_json_in_a_pkc_variable_is_named(
     config: dict[str, Any], aws_env: None, tmp_path: Path, command: str
