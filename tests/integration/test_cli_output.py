@@ -77,6 +77,7 @@ def test_run_never_prints_secrets_planted_in_odd_kafka_keys_or_the_registry_url(
     marker = uuid.uuid4().hex[:8]
     # Properties a deny-list of "password|secret|token" misses; librdkafka accepts both with PLAINTEXT.
     config["kafka"]["config"].update({"sasl.oauthbearer.config": f"principal=svc extension_k=oauth-{marker}",
+                                      "ssl.key.pem": f"-----BEGIN PRIVATE KEY-----pem-{marker}",
                                       "ssl.key.password": f"keypw-{marker}"})
     config["schema_registry"]["url"] = stack.registry_url.replace("http://", f"http://reader:url-{marker}@")
     produce(generate(20, 4, seed=1), stack.bootstrap, stack.registry_url, config["kafka"]["topics"][0],
@@ -86,7 +87,8 @@ def test_run_never_prints_secrets_planted_in_odd_kafka_keys_or_the_registry_url(
     assert result.returncode == 0, result.stderr[-3000:]
     start_line = next(line for line in result.stderr.splitlines() if "starting with" in line)
     shown = json.loads(json.loads(start_line)["message"].removeprefix("starting with "))
-    assert shown["kafka"]["config"]["sasl.oauthbearer.config"] == "**********"
+    kafka_config = shown["kafka"]["config"]
+    assert kafka_config["sasl.oauthbearer.config"] == kafka_config["ssl.key.pem"] == "**********"
     assert shown["kafka"]["config"]["session.timeout.ms"] == 10000  # safe properties stay readable
     assert shown["schema_registry"]["url"].startswith("http://***@")
     assert marker not in result.stdout + result.stderr
@@ -108,6 +110,8 @@ def test_check_masks_registry_url_credentials_in_pass_and_fail_rows(
 ) -> None:
     marker = uuid.uuid4().hex[:8]
     config["schema_registry"]["url"] = stack.registry_url.replace("http://", f"http://reader:ok-{marker}@")
+    config["kafka"]["config"].update({"sasl.oauthbearer.config": f"principal=svc extension_k=oauth-{marker}",
+                                      "ssl.key.pem": f"pem-{marker}"})
     passing = cli("check", "--config", str(write_config(tmp_path, config)))
     assert "PASS" in next(line for line in passing.stdout.splitlines() if "│ schema_registry " in line)
     config["schema_registry"]["url"] = f"http://reader:down-{marker}@127.0.0.1:{closed_port()}/apis/ccompat/v7"
