@@ -24,7 +24,7 @@ from connector.dlq import ConfluentDeadLetterWriter, DeadLetterWriter
 from connector.dlq_kafka_python import KafkaPythonDeadLetterWriter
 from connector.entities import EntityMapper
 from connector.events import EventMapper
-from connector.logs import configure_logging
+from connector.logs import configure_logging, register_secrets
 from connector.observability import Health, Metrics, ObservabilityServer
 from connector.ratelimit import AdaptiveRateLimiter
 from connector.routes import Route
@@ -193,6 +193,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
         return 2
     obs = settings.observability
     configure_logging(args.log_format or obs.log_format, args.log_level, obs.log_payloads, obs.log_coalesce_window_s)
+    register_secrets(settings.secret_values())
     log.info("starting with %s", json.dumps(settings.redacted(), default=str))
     metrics, health = Metrics(), Health()
     server = None

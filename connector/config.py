@@ -402,6 +402,15 @@ class Settings(BaseSettings):
         yaml_source = InitSettingsSource(settings_cls, yaml_data)
         return init_settings, _MappingEnvSource(settings_cls, env), yaml_source
 
+    def secret_values(self) -> list[str]:
+        """The configured values that must never be printed, for the log scrubber: SecretStr fields
+        and every kafka.config value outside SAFE_KAFKA_CONFIG_KEYS."""
+        sr = self.schema_registry
+        values = [s.get_secret_value() for s in (sr.basic_auth_password, sr.bearer_token) if s is not None]
+        values += [str(v) for k, v in self.kafka.config.items()
+                   if k not in SAFE_KAFKA_CONFIG_KEYS and isinstance(v, str)]
+        return values
+
     def redacted(self) -> dict[str, Any]:
         """A JSON-ready dump for logging: SecretStr fields and credential-looking Kafka properties masked."""
         dumped = self.model_dump(mode="json")  # SecretStr dumps as "**********" in JSON mode

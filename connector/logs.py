@@ -1,9 +1,10 @@
 """Logging: one JSON object per line by default (what log pipelines ingest), text for humans.
 
-Three protections apply to every line, whoever wrote it (our modules, librdkafka, kafka-python):
+Protections that apply to every line, whoever wrote it (our modules, librdkafka, kafka-python):
 user and item ids are hashed where our messages and the service's quote them (`redact`), the
-userinfo of any URL is masked (`mask_url_credentials`), and a line repeated in a flood is shown a
-few times and then counted ("… and N more like this in the last 10 s", `RepeatCoalescer`).
+userinfo of any URL and the configured secret values are masked (`scrub`), and a line repeated in a
+flood is shown a few times and then counted ("… and N more like this in the last 10 s",
+`RepeatCoalescer`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 # User and item ids are personal data in the AWS model: log lines show them only as short hashes
@@ -63,16 +64,37 @@ def mask_url_credentials(text: str) -> str:
     return _URL_USERINFO.sub(r"\1***@", text)
 
 
+# The configured secret values themselves (register_secrets): a library may print one in a form no
+# pattern foresees, e.g. kafka-python's DEBUG dump of the SASL PLAIN request bytes.
+_secrets: re.Pattern[str] | None = None
+MIN_SECRET_LENGTH = 6  # shorter values ("true", "1000") would mask ordinary words
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Mask these exact values (and their repr-escaped forms) in every log line from now on."""
+    global _secrets
+    forms = {form for v in values if len(v) >= MIN_SECRET_LENGTH and not v.isdigit()
+             for form in (v, repr(v)[1:-1])}
+    # Longest first, so a secret that contains another is masked whole.
+    _secrets = re.compile("|".join(map(re.escape, sorted(forms, key=len, reverse=True)))) if forms else None
+
+
+def scrub(text: str) -> str:
+    """`text` with URL credentials and the registered secret values masked."""
+    text = mask_url_credentials(text)
+    return _secrets.sub("**********", text) if _secrets is not None else text
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": mask_url_credentials(record.getMessage()),
+            "message": scrub(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = mask_url_credentials(self.formatException(record.exc_info))
+            entry["exception"] = scrub(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -81,7 +103,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask_url_credentials(super().format(record))
+        return scrub(super().format(record))
 
 
 # ---- coalescing repeated lines ---------------------------------------------------------------------

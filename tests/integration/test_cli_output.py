@@ -105,6 +105,26 @@ def test_a_misspelled_secret_key_is_masked_and_named_in_the_error(
     assert marker not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_debug_logs_over_sasl_never_show_the_password(
+    config: dict[str, Any], stack: Any, aws_env: None, tmp_path: Path, client: str
+) -> None:
+    """kafka-python's DEBUG lines dump the SASL PLAIN request bytes, password included."""
+    password = stack.info.get("KAFKA_SASL_PASSWORD") or os.environ.get("KAFKA_SASL_PASSWORD", "")
+    listener = stack.info.get("KAFKA_SASL_SSL_BOOTSTRAP") or os.environ.get("KAFKA_SASL_SSL_BOOTSTRAP", "")
+    assert password and listener, "the running stack predates the secure listeners"
+    config["kafka"].update(client=client, bootstrap_servers=listener)
+    config["kafka"]["config"].update({
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.password": password,
+        "sasl.username": stack.info.get("KAFKA_SASL_USERNAME") or os.environ["KAFKA_SASL_USERNAME"],
+        "ssl.ca.location": stack.info.get("KAFKA_TLS_CA") or os.environ["KAFKA_TLS_CA"]})
+    result = cli("run", "--config", str(write_config(tmp_path, config)), "--exit-when-idle", "2",
+                 "--log-level", "DEBUG", "--log-format", "text")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SASL" in result.stderr or "sasl" in result.stderr  # the DEBUG lines about it are there
+    assert password not in result.stdout + result.stderr
+
+
 def test_check_masks_registry_url_credentials_in_pass_and_fail_rows(
     config: dict[str, Any], stack: Any, aws_env: None, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -185,3 +186,26 @@ def test_json_lines_stay_valid_with_a_summary() -> None:
     handler.close()
     entries = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [e["message"] for e in entries] == ['say "hi"', '… and 2 more like this in the last 10 s: say "hi"']
+
+
+def test_registered_secret_values_are_masked_in_any_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "_secrets", None)
+    logs.register_secrets(["connector-secret", 'p"w\\{1}x', "true", "123456789"])
+    record = logging.LogRecord("kafka.protocol.parser", logging.DEBUG, "f", 1,
+                               "Send: %r and %s", (b"user\x00user\x00connector-secret", 'p"w\\{1}x'), None)
+    line = logs.TextFormatter().format(record)
+    assert "connector-secret" not in line and 'p"w' not in line and line.count("**********") == 2
+    # Short and numeric values are not scrubbed: they would mask ordinary words and counts.
+    assert logs.scrub("true 123456789") == "true 123456789"
+
+
+def test_secret_values_of_the_settings(tmp_path: Any) -> None:
+    from connector.config import load_settings
+
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka: {bootstrap_servers: b, topics: [t], config: {sasl.password: pw-123456, "
+                    "sasl.username: alice-the-user, sasl.pasword: typo-secret, session.timeout.ms: 10000}}\n"
+                    "personalize: {tracking_id: t}\n"
+                    "schema_registry: {url: 'http://r', basic_auth_user: u, basic_auth_password: reg-secret}\n")
+    values = load_settings(path, {}).secret_values()
+    assert sorted(values) == ["pw-123456", "reg-secret", "typo-secret"]
