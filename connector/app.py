@@ -9,6 +9,9 @@ import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -21,8 +24,8 @@ from connector.dlq import ConfluentDeadLetterWriter, DeadLetterFormat, DeadLette
 from connector.dlq_kafka_python import KafkaPythonDeadLetterWriter
 from connector.entities import EntityMapper
 from connector.events import EventMapper
-from connector.logs import configure_logging
-from connector.observability import Metrics, ObservabilityServer
+from connector.logs import configure_logging, register_secrets
+from connector.observability import Health, Metrics, ObservabilityServer
 from connector.ratelimit import AdaptiveRateLimiter
 from connector.routes import Route
 from connector.sink import PutEventsSink, make_client
@@ -96,11 +99,15 @@ def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
     return routes
 
 
-def build_worker(settings: Settings, metrics: Metrics | None = None, *, replaying: bool = False) -> Worker:
+def build_worker(
+    settings: Settings, metrics: Metrics | None = None, health: Health | None = None, *, replaying: bool = False
+) -> Worker:
     """`replaying`: the source is a dead-letter topic (`dlq replay`), whose pkc.source.* headers
     name the original positions that new dead letters must keep (connector.dlq.DeadLetterFormat)."""
     k, b = settings.kafka, settings.batching
     metrics = metrics or Metrics()
+    if settings.decode.format == "confluent" and not settings.schema_registry.url:
+        raise ConfigError("schema_registry.url: is required when decode.format is 'confluent' (the default)")
     routes = build_routes(settings, metrics)
     dlq_topics = [r.dlq_topic for r in routes if r.dlq_topic]
     letter_format = DeadLetterFormat(settings.dlq.context_headers, settings.dlq.include_stacktrace, replaying)
@@ -120,13 +127,17 @@ def build_worker(settings: Settings, metrics: Metrics | None = None, *, replayin
         )
     else:
         client_config = {**k.config, **confluent_auth_config(k.msk_iam_region)}
-        source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, client_config))
+        with _librdkafka_config_errors():
+            source = ConfluentSource(
+                consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, client_config)
+            )
         source.preflight()
-        dead_letters = (
-            ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, client_config, fmt=letter_format)
-            if dlq_topics
-            else None
-        )
+        with _librdkafka_config_errors(closing=source):
+            dead_letters = (
+                ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, client_config, fmt=letter_format)
+                if dlq_topics
+                else None
+            )
     return Worker(
         WorkerSettings(
             topics=[topic for route in routes for topic in route.topics],
@@ -150,7 +161,39 @@ def build_worker(settings: Settings, metrics: Metrics | None = None, *, replayin
         dead_letters=dead_letters,
         max_in_flight_calls=b.max_in_flight_calls,
         metrics=metrics,
+        health=health,
     )
+
+
+@contextmanager
+def _librdkafka_config_errors(closing: ConfluentSource | None = None) -> Iterator[None]:
+    """librdkafka refuses an unknown property or an invalid value when a client is created
+    ('Invalid value for configuration property "fetch.wait.max.ms"'): a ConfigError naming it."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        yield
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if not isinstance(error, KafkaError) or error.code() != KafkaError._INVALID_ARG:
+            raise
+        if closing is not None:
+            closing.close()
+        raise ConfigError(f"kafka.config: librdkafka refuses it: {error.str()}") from None
+
+
+def _stop_with(message: str, code: int) -> int:
+    """Print why start-up stopped as the last line of stderr (after the log lines still held, such
+    as a coalesced summary of librdkafka's connection errors), and return the exit code."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    print(f"personalize-connector: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+# Signals that drain the worker like Kubernetes' SIGTERM: SIGINT (Ctrl-C) and SIGHUP (a closed
+# terminal, or `kill -HUP`, which would otherwise end the process without a commit).
+DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def run_from_cli(args: argparse.Namespace) -> int:
@@ -159,34 +202,79 @@ def run_from_cli(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"personalize-connector: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    configure_logging(
-        args.log_format or settings.observability.log_format, args.log_level, settings.observability.log_payloads
-    )
+    obs = settings.observability
+    configure_logging(args.log_format or obs.log_format, args.log_level, obs.log_payloads, obs.log_coalesce_window_s)
+    register_secrets(settings.secret_values())
     log.info("starting with %s", json.dumps(settings.redacted(), default=str))
+    metrics, health = Metrics(), Health()
+    server = None
+    if obs.metrics_port:
+        # Bound before any Kafka client exists, so a port in use stops start-up at once and cleanly.
+        try:
+            server = ObservabilityServer(metrics, health, port=obs.metrics_port).start()
+        except OSError as exc:
+            return _stop_with(f"cannot start: observability.metrics_port {obs.metrics_port} cannot be used "
+                              f"({exc.strerror or exc}); free it or choose another port (0 disables the server)", 1)
+        log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", server.port)
     try:
-        worker = build_worker(settings)
+        return _run_worker(settings, metrics, health, args.exit_when_idle)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@contextmanager
+def _quit_on_signal_during_start_up() -> Iterator[None]:
+    """SIGINT, SIGTERM or SIGHUP while the clients are built exits at once with 128 + the signal
+    (130 for Ctrl-C), without a traceback. Nothing is subscribed, consumed or committed yet, so there
+    is nothing to drain; and the broker preflight blocks inside librdkafka for up to 10 s, where a
+    Python signal handler would not run until it returns. The C-level handler writes the signal
+    number to a wakeup pipe immediately, which a daemon thread reads."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous = {signum: signal.signal(signum, lambda _s, _f: None) for signum in DRAIN_SIGNALS}
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    done = threading.Event()
+
+    def watch() -> None:
+        try:
+            data = os.read(read_fd, 1)
+        except OSError:
+            return
+        if done.is_set() or not data:
+            return
+        name = signal.Signals(data[0]).name
+        os.write(2, f"personalize-connector: {name} during start-up; exiting (nothing was consumed)\n".encode())
+        os._exit(128 + data[0])
+
+    threading.Thread(target=watch, name="start-up-signals", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(previous_fd)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(write_fd)  # ends the watcher's read
+        os.close(read_fd)
+
+
+def _run_worker(settings: Settings, metrics: Metrics, health: Health, exit_when_idle: float | None) -> int:
+    try:
+        with _quit_on_signal_during_start_up():
+            worker = build_worker(settings, metrics, health)
     except ConfigError as exc:
-        print(f"personalize-connector: invalid configuration: {exc}", file=sys.stderr)
-        return 2
+        return _stop_with(f"invalid configuration: {exc}", 2)
     except (KafkaAuthError, KafkaUnreachable) as exc:
-        print(f"personalize-connector: cannot start: {exc}", file=sys.stderr)
-        return 1
+        return _stop_with(f"cannot start: {exc}", 1)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; draining", signal.Signals(signum).name)
         worker.request_stop()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    server = None
-    if settings.observability.metrics_port:
-        server = ObservabilityServer(worker.metrics, worker.health, port=settings.observability.metrics_port).start()
-        log.info("metrics and health on :%d (/metrics, /healthz, /readyz)", server.port)
-    try:
-        code = worker.run(args.exit_when_idle)
-    finally:
-        if server is not None:
-            server.stop()
+    for signum in DRAIN_SIGNALS:
+        signal.signal(signum, stop)
+    code = worker.run(exit_when_idle)
     log.info("summary %s", json.dumps(worker.summary()))
     if worker.calls_in_flight:
         # Abandoned calls may sit in an HTTP read for up to botocore's timeout, and the interpreter

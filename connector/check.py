@@ -16,11 +16,12 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal, TypeVar
 
 from connector.config import ConfigError, Settings, load_settings
+from connector.logs import mask_url_credentials
 
 Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 T = TypeVar("T")
@@ -84,14 +85,19 @@ def _quiet_logger() -> logging.Logger:
     return logger
 
 
-def _admin_config(settings: Settings, timeout_s: float) -> dict[str, Any]:
+def _admin_config(settings: Settings, timeout_s: float, errors: list[str] | None = None) -> dict[str, Any]:
     from connector.dlq import _producer_safe  # the admin client is producer-typed in librdkafka
+
+    def on_error(error: Any) -> None:  # TLS and SASL failures reach only error_cb
+        if errors is not None:
+            errors.append(str(error.str()))
 
     return {
         **_producer_safe(settings.kafka.config),
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "socket.timeout.ms": int(timeout_s * 1000),
         "logger": _quiet_logger(),
+        "error_cb": on_error,
     }
 
 
@@ -100,17 +106,32 @@ def _kafka_error(exc: BaseException) -> str:
     return text if text else type(exc).__name__
 
 
+def _unreachable_reason(admin: Any, exc: BaseException, errors: list[str]) -> str:
+    """Why the metadata request failed, in the words `run` uses (wrong password, untrusted
+    certificate, missing client certificate, nothing listening), from what error_cb saw."""
+    from connector.source.confluent import _explain
+
+    admin.poll(0.5)  # error_cb is served by poll
+    reasons = "; ".join(dict.fromkeys(errors)) or _kafka_error(exc)
+    return _explain(reasons)
+
+
 def check_kafka(settings: Settings, timeout_s: float) -> list[CheckResult]:
     from confluent_kafka.admin import AdminClient
 
     k = settings.kafka
     results: list[CheckResult] = []
-    admin = AdminClient(_admin_config(settings, timeout_s))
+    errors: list[str] = []
+    try:
+        admin = AdminClient(_admin_config(settings, timeout_s, errors))
+    except Exception as exc:  # an unknown property or an invalid value in kafka.config
+        return [CheckResult("kafka.cluster", "FAIL", f"kafka.config: librdkafka refuses it: {_kafka_error(exc)}")]
     try:
         metadata = with_deadline(lambda: admin.list_topics(timeout=timeout_s), timeout_s + 2, "Kafka metadata")
     except Exception as exc:
         results.append(CheckResult("kafka.cluster", "FAIL",
-                                   f"cannot reach Kafka at {k.bootstrap_servers}: {_kafka_error(exc)}"))
+                                   f"cannot reach Kafka at {k.bootstrap_servers}: "
+                                   f"{_unreachable_reason(admin, exc, errors)}"))
         skipped = [f"kafka.topic {t}" for t in _all_topics(settings)] + ["kafka.group"]
         skipped += ["dlq.topic"] * bool(_dlq_topics(settings))
         results.extend(CheckResult(name, "SKIP", "Kafka is not reachable") for name in skipped)
@@ -367,7 +388,9 @@ def run_checks(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S) -> list
         except Exception as exc:  # a bug or an unexpected client error must still print a table
             results.append(CheckResult(probe.__name__.removeprefix("check_"), "FAIL",
                                        f"{type(exc).__name__}: {exc}"))
-    return results
+    # Details quote URLs (the registry's, an endpoint's) and client errors that repeat them:
+    # credentials in a URL never reach the table or the one-line reasons.
+    return [replace(r, check=mask_url_credentials(r.check), detail=mask_url_credentials(r.detail)) for r in results]
 
 
 _STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}

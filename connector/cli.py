@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -125,10 +127,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def silence_third_party_deprecations() -> None:
+    """Keep other packages' deprecation notices off the CLI's stderr (authlib warns about httpx on
+    every import of the registry client): an operator cannot act on them. Our own still show."""
+    with suppress(ImportError):
+        # authlib installs an "always" filter for its warning class when imported; import it first
+        # so the filters below, inserted in front, take precedence.
+        import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("default", category=category, module=r"connector(\.|$)")
+
+
+def _librdkafka_refusal(exc: BaseException) -> str | None:
+    """librdkafka's words when `exc` is its refusal of a configuration property, else None."""
+    if type(exc).__name__ != "KafkaException" or not exc.args:
+        return None  # not imported here: --help and the emulator must not load librdkafka
+    error = exc.args[0]
+    code, name = getattr(error, "code", None), getattr(error, "name", None)
+    if not callable(code) or not callable(name) or name() != "_INVALID_ARG":
+        return None
+    return str(error.str())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    silence_third_party_deprecations()
+    try:
+        return handler(args)
+    except Exception as exc:
+        # Every command builds librdkafka clients from kafka.config (produce, dlq inspect/replay,
+        # check); one refused at creation is a configuration error naming the property.
+        refused = _librdkafka_refusal(exc)
+        if refused is None:
+            raise
+        command = " ".join(filter(None, (args.command, getattr(args, "dlq_command", None))))
+        print(f"personalize-connector {command}: invalid configuration: kafka.config: librdkafka refuses it: "
+              f"{refused}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # Ctrl-C before the worker installed its own handler (during imports, the broker preflight):
+        # nothing was consumed or committed yet, so stop without a traceback, with the shell's code.
+        print("personalize-connector: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ each offending key as a dotted path (`batching.max_events_per_call`) and what it
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -34,7 +35,10 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
+
+from connector.logs import mask_url_credentials
 
 ENV_PREFIX = "PKC_"
 ENV_NESTED_DELIMITER = "__"
@@ -52,8 +56,34 @@ class _Section(BaseModel):
 # Path into a (possibly nested) record: "sessionId", "session.id".
 FieldPath = Annotated[str, Field(pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
 
-# librdkafka properties whose values must never reach a log line.
-_SECRET_KAFKA_KEY = re.compile(r"password|secret|token|\.key$|jaas", re.IGNORECASE)
+# librdkafka properties whose values may be printed (the start-up line, repr()). An allow-list, not a
+# list of secrets: a key not named here (ssl.key.pem, sasl.oauthbearer.config, a misspelled
+# sasl.pasword, a property of a newer librdkafka) is masked. Paths (ssl.*.location) are not secret.
+SAFE_KAFKA_CONFIG_KEYS = frozenset({
+    "acks", "allow.auto.create.topics", "api.version.request", "api.version.request.timeout.ms",
+    "auto.commit.interval.ms", "batch.num.messages", "batch.size", "broker.address.family",
+    "broker.version.fallback", "check.crcs", "client.dns.lookup", "client.id", "client.rack",
+    "compression.codec", "compression.type", "connections.max.idle.ms", "coordinator.query.interval.ms",
+    "debug", "delivery.timeout.ms", "enable.idempotence", "enable.ssl.certificate.verification",
+    "fetch.error.backoff.ms", "fetch.max.bytes", "fetch.max.wait.ms", "fetch.message.max.bytes",
+    "fetch.min.bytes", "fetch.wait.max.ms", "group.instance.id", "group.protocol", "group.remote.assignor",
+    "heartbeat.interval.ms", "isolation.level", "linger.ms", "log.connection.close", "log_level",
+    "max.in.flight", "max.in.flight.requests.per.connection", "max.partition.fetch.bytes",
+    "max.poll.interval.ms", "message.max.bytes", "message.send.max.retries", "message.timeout.ms",
+    "metadata.max.age.ms", "partition.assignment.strategy", "partitioner", "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages", "queue.buffering.max.ms", "queued.max.messages.kbytes",
+    "queued.min.messages", "receive.message.max.bytes", "reconnect.backoff.max.ms", "reconnect.backoff.ms",
+    "request.timeout.ms", "retries", "retry.backoff.max.ms", "retry.backoff.ms", "sasl.kerberos.keytab",
+    "sasl.kerberos.min.time.before.relogin", "sasl.kerberos.principal", "sasl.kerberos.service.name",
+    "sasl.mechanism", "sasl.mechanisms", "sasl.oauthbearer.method", "sasl.oauthbearer.scope",
+    "sasl.oauthbearer.token.endpoint.url", "sasl.username", "security.protocol", "session.timeout.ms",
+    "socket.connection.setup.timeout.ms", "socket.keepalive.enable", "socket.max.fails", "socket.nagle.disable",
+    "socket.receive.buffer.bytes", "socket.send.buffer.bytes", "socket.timeout.ms", "ssl.ca.location",
+    "ssl.certificate.location", "ssl.cipher.suites", "ssl.crl.location", "ssl.curves.list",
+    "ssl.endpoint.identification.algorithm", "ssl.key.location", "ssl.keystore.location", "ssl.providers",
+    "ssl.sigalgs.list", "statistics.interval.ms", "topic.metadata.refresh.interval.ms",
+})
+MASK = "**********"
 
 
 class KafkaConfig(_Section):
@@ -88,8 +118,9 @@ class KafkaConfig(_Section):
         return topics
 
     def redacted_config(self) -> dict[str, str | int | float | bool]:
-        """`config` with credential-looking properties (sasl.password, ...) masked."""
-        return {k: ("**********" if _SECRET_KAFKA_KEY.search(k) else v) for k, v in self.config.items()}
+        """`config` with every property outside SAFE_KAFKA_CONFIG_KEYS masked (and URL credentials in
+        the ones shown)."""
+        return {k: (_mask_urls(v) if k in SAFE_KAFKA_CONFIG_KEYS else MASK) for k, v in self.config.items()}
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # librdkafka credentials live in a plain dict; keep them out of repr()/str() too.
@@ -189,6 +220,10 @@ class ObservabilityConfig(_Section):
     # Show user and item ids (and the service's messages about them) in logs as they are instead
     # of as hashes. For debugging only: they are personal data.
     log_payloads: bool = False
+    # A log line repeated in a flood (a broker down, an unreachable bootstrap, a run of dead letters)
+    # is shown 5 times per window of this length, then counted: "… and N more like this in the last
+    # 10 s". Our own INFO lines are never coalesced. 0 shows every line.
+    log_coalesce_window_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
 
 class MappingConfig(_Section):
@@ -382,18 +417,33 @@ class Settings(BaseSettings):
         yaml_source = InitSettingsSource(settings_cls, yaml_data)
         return init_settings, _MappingEnvSource(settings_cls, env), yaml_source
 
+    def secret_values(self) -> list[str]:
+        """The configured values that must never be printed, for the log scrubber: SecretStr fields
+        and every kafka.config value outside SAFE_KAFKA_CONFIG_KEYS."""
+        sr = self.schema_registry
+        values = [s.get_secret_value() for s in (sr.basic_auth_password, sr.bearer_token) if s is not None]
+        values += [str(v) for k, v in self.kafka.config.items()
+                   if k not in SAFE_KAFKA_CONFIG_KEYS and isinstance(v, str)]
+        return values
+
     def redacted(self) -> dict[str, Any]:
         """A JSON-ready dump for logging: SecretStr fields and credential-looking Kafka properties masked."""
         dumped = self.model_dump(mode="json")  # SecretStr dumps as "**********" in JSON mode
         dumped["kafka"]["config"] = self.kafka.redacted_config()
-        if dumped["schema_registry"]["url"]:
-            dumped["schema_registry"]["url"] = _without_userinfo(dumped["schema_registry"]["url"])
-        return dumped
+        # URL credentials anywhere (schema_registry.url, endpoint URLs of personalize, glue, routes).
+        masked: dict[str, Any] = _mask_urls(dumped)
+        return masked
 
 
-def _without_userinfo(url: str) -> str:
-    """https://user:secret@host/... -> https://***@host/... (credentials inside a URL)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]+@", r"\1***@", url)
+def _mask_urls(value: Any) -> Any:
+    """`value` with the userinfo of every URL in its strings masked (https://***@host/...)."""
+    if isinstance(value, str):
+        return mask_url_credentials(value)
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    return value
 
 
 def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
@@ -404,6 +454,8 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
         return Settings()  # type: ignore[call-arg]  # required sections come from the sources
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
+    except SettingsError as exc:  # a PKC_* variable of a list/dict/section that is not JSON
+        raise ConfigError(_describe_env_error(exc, os.environ if env is None else env)) from None
     finally:
         _LOAD.reset(token)
 
@@ -428,6 +480,32 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 # ---- error messages -------------------------------------------------------------------------------
 
 
+def _describe_env_error(exc: SettingsError, env: Mapping[str, str]) -> str:
+    """Name the PKC_* variable(s) whose value should be JSON and is not (never their values: they may
+    hold secrets). pydantic-settings only says which top-level section failed."""
+    problems = []
+    for name, value in sorted(env.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        loc = name[len(ENV_PREFIX):].lower().split(ENV_NESTED_DELIMITER)
+        field = _field_at(loc)
+        if field is None or not _takes_json(field.annotation):
+            continue
+        try:
+            json.loads(value)
+        except ValueError as error:
+            problems.append(f"environment variable {name} (sets {'.'.join(loc)}) is not valid JSON: {error}")
+    # One line: this is what `run` and `check` print before exiting.
+    return "; ".join(problems) or f"cannot read the {ENV_PREFIX}* environment variables: {exc}"
+
+
+def _takes_json(annotation: Any) -> bool:
+    """Whether pydantic-settings decodes a variable for this field as JSON (lists, dicts, sections)."""
+    if _models_in(annotation) or get_origin(annotation) in (list, dict):
+        return True
+    return any(_takes_json(arg) for arg in get_args(annotation))
+
+
 def _describe(exc: ValidationError, path: str | Path | None) -> str:
     where = f" in {path}" if path is not None else ""
     lines = [f"invalid configuration{where} ({exc.error_count()} problem(s)):"]
@@ -450,7 +528,7 @@ def _describe(exc: ValidationError, path: str | Path | None) -> str:
         if field is not None and not _is_secret(field) and isinstance(error.get("input"), str | int | float):
             message += f"; got {error['input']!r}"
         lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+    return mask_url_credentials("\n".join(lines))
 
 
 def _dotted(loc: list[str]) -> str:

@@ -230,3 +230,49 @@ def test_dead_letter_context_headers_and_stacktrace(tmp_path: Path) -> None:
     assert (s.dlq.context_headers, s.dlq.include_stacktrace) == ("connect", True)
     message = error_for(tmp_path, MINIMAL + "dlq: {context_headers: kafka-connect}")
     assert "dlq.context_headers" in message and "'pkc', 'connect' or 'both'" in message
+
+
+def test_only_kafka_properties_known_to_be_safe_are_printed(tmp_path: Path) -> None:
+    """An allow-list: secrets in keys no deny-list foresaw (a PEM key, OAUTHBEARER config, a typo)
+    are masked too."""
+    planted = {"ssl.key.pem": "hunter2-pem", "sasl.oauthbearer.config": "principal=x hunter2-oauth",
+               "sasl.pasword": "hunter2-typo", "ssl.keystore.password": "hunter2-ks",
+               "sasl.oauthbearer.client.secret": "hunter2-cs", "some.future.property": "hunter2-future"}
+    import json
+
+    env = {"PKC_KAFKA__CONFIG": json.dumps({**planted, "security.protocol": "SASL_SSL", "session.timeout.ms": 9000,
+                                            "sasl.oauthbearer.token.endpoint.url": "https://id:hunter2-u@idp/x"})}
+    s = load_settings(write(tmp_path, MINIMAL), env)
+    shown = s.redacted()["kafka"]["config"]
+    assert {k: shown[k] for k in planted} == dict.fromkeys(planted, "**********")
+    assert shown["security.protocol"] == "SASL_SSL" and shown["session.timeout.ms"] == 9000
+    assert shown["sasl.oauthbearer.token.endpoint.url"] == "https://***@idp/x"
+    for text in (json.dumps(s.redacted()), repr(s), str(s.kafka)):
+        assert "hunter2" not in text
+
+
+def test_url_credentials_are_masked_in_every_url_of_the_dump(tmp_path: Path) -> None:
+    text = MINIMAL.replace("tracking_id: tracker-1", "tracking_id: tracker-1\n  endpoint_url: http://a:hunter2@e:1")
+    text += "schema_registry: {url: 'https://u:hunter2@registry/x'}\nglue: {endpoint_url: 'http://g:hunter2@g'}\n"
+    dumped = str(load_settings(write(tmp_path, text), {}).redacted())
+    assert "hunter2" not in dumped and dumped.count("://***@") == 3
+
+
+@pytest.mark.parametrize(("name", "value", "field"), [
+    ("PKC_KAFKA__CONFIG", "{bad", "kafka.config"),
+    ("PKC_KAFKA__TOPICS", "[interactions", "kafka.topics"),
+    ("PKC_ROUTES", "not json", "routes"),
+    ("PKC_SCHEMA_REGISTRY", "{'url': 1}", "schema_registry"),
+])
+def test_invalid_json_in_a_variable_names_the_variable_and_not_its_value(
+    tmp_path: Path, name: str, value: str, field: str
+) -> None:
+    message = error_for(tmp_path, MINIMAL, {name: value, "PKC_KAFKA__CONFIG__sasl.password": "{not-json-but-fine"})
+    assert message.startswith(f"environment variable {name} (sets {field}) is not valid JSON: "), message
+    assert value not in message and "\n" not in message
+    assert "sasl.password" not in message  # a plain value, not JSON: not a suspect
+
+
+def test_config_errors_mask_url_credentials(tmp_path: Path) -> None:
+    message = error_for(tmp_path, MINIMAL + "observability: {log_format: 'http://u:hunter2@x'}\n")
+    assert "observability.log_format" in message and "hunter2" not in message
