@@ -75,6 +75,11 @@ class Metrics:
         )
         self.rebalances = Counter("pkc_rebalances", "Assignments, revocations and losses", ["kind"], registry=r)
         self.commits = Counter("pkc_commits", "Offset commits by result", ["result"], registry=r)
+        self.malformed_responses = Counter(
+            "pkc_malformed_responses",
+            "2xx answers whose body is not the API's (HTML, cut or non-object JSON): retried, never delivered",
+            ["route"], registry=r,
+        )
         self.systemic_failure = Gauge(
             "pkc_systemic_failure", "1 while PutEvents fails for a systemic reason (consumption paused)", registry=r
         )

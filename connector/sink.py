@@ -21,6 +21,7 @@ from typing import Any
 import botocore.exceptions
 from botocore.config import Config
 
+from connector import api_response
 from connector.logs import redact
 from connector.observability import Metrics
 from connector.ratelimit import AdaptiveRateLimiter
@@ -71,6 +72,9 @@ def classify(exc: BaseException) -> Failure:
         return Failure.INVALID
     if isinstance(exc, _SYSTEMIC_EXCEPTIONS):
         return Failure.SYSTEMIC
+    if isinstance(exc, api_response.MalformedResponse):
+        # A proxy's page or a cut answer says nothing about the events: send them again.
+        return Failure.TRANSIENT
     # Connection errors, timeouts, closed connections, anything unexpected: transient.
     return Failure.TRANSIENT
 
@@ -121,7 +125,9 @@ def make_client(
         read_timeout=15,
         tcp_keepalive=True,
     )
-    return boto3.session.Session().client("personalize-events", endpoint_url=endpoint_url, config=config)
+    client = boto3.session.Session().client("personalize-events", endpoint_url=endpoint_url, config=config)
+    # Only a well-formed 2xx answer is a delivery (botocore never reads these operations' bodies).
+    return api_response.install(client)
 
 
 class PutEventsSink:
@@ -178,6 +184,8 @@ class PutEventsSink:
                 self.metrics.call_latency.observe(time.perf_counter() - started)
                 failure = classify(exc)
                 self.metrics.calls.labels(failure.value).inc()
+                if isinstance(exc, api_response.MalformedResponse):
+                    self.metrics.malformed_responses.labels(batch.key.route).inc()
                 outcome.failures[failure] = outcome.failures.get(failure, 0) + 1
                 if failure is Failure.INVALID:
                     self._clear_systemic()
