@@ -80,6 +80,11 @@ class Metrics:
             "2xx answers whose body is not the API's (HTML, cut or non-object JSON): retried, never delivered",
             ["route"], registry=r,
         )
+        self.seconds_since_last_delivery = Gauge(
+            "pkc_seconds_since_last_delivery",
+            "Seconds since the route's last successful call (since start-up before the first one)",
+            ["route"], registry=r,
+        )
         self.systemic_failure = Gauge(
             "pkc_systemic_failure", "1 while PutEvents fails for a systemic reason (consumption paused)", registry=r
         )
@@ -129,6 +134,8 @@ class Health:
     systemic_error: str | None = None
     assigned: int = 0
     stalled: int = 0
+    # Set while a route's work has waited personalize.unready_after_s without a successful call.
+    delivery_stalled: str | None = None
     liveness_timeout_s: float = 120.0
 
     def live(self, now: float) -> tuple[bool, dict[str, Any]]:
@@ -137,7 +144,9 @@ class Health:
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         ok = self.started and not self.stopping and self.systemic_error is None and not self.stalled
+        ok = ok and self.delivery_stalled is None
         return ok, {
+            "delivery_stalled": self.delivery_stalled,
             "started": self.started,
             "stopping": self.stopping,
             "assigned_partitions": self.assigned,

@@ -452,6 +452,7 @@ class Worker:
         m.partitions_stalled.set(len(self._stalled))
         h.stalled = len(self._stalled)
         h.systemic_error = self.systemic_error
+        h.delivery_stalled = next(filter(None, (r.sink.unready_reason() for r in self._routes.routes)), None)
         h.assigned = len(self._assigned)
         m.systemic_failure.set(0 if h.systemic_error is None else 1)
         return hold_all
