@@ -83,7 +83,8 @@ def check_success(operation: str, status: int, headers: Mapping[str, str], body:
 
 def install(client: Any) -> Any:
     """Make a boto3 personalize-events client raise MalformedResponse for a malformed 2xx answer."""
-    client.meta.events.register("after-call.personalize-events", _after_call)
+    # unique_id: installing twice on one client still checks each answer once.
+    client.meta.events.register("after-call.personalize-events", _after_call, unique_id="pkc-well-formed-success")
     return client
 
 
