@@ -236,16 +236,17 @@ def _event_value(value: Any) -> float:
 
 def properties_json(properties: Mapping[str, Any]) -> str:
     """The `properties` JSON string: strict JSON, which has no NaN or Infinity."""
-    where = _non_finite_path(properties, "properties")
-    if where is not None:
-        path, number = where
-        raise InvalidEvent(
-            f"{path}: {number!r} is not a JSON number (properties must be valid JSON; "
-            "NaN and Infinity are not)"
-        )
     try:
         return json.dumps(properties, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
+        # Only now look for the culprit (the hot path pays for one dumps, nothing more).
+        where = _non_finite_path(properties, "properties")
+        if where is not None:
+            path, number = where
+            raise InvalidEvent(
+                f"{path}: {number!r} is not a JSON number (properties must be valid JSON; "
+                "NaN and Infinity are not)"
+            ) from None
         raise InvalidEvent(f"properties: cannot be written as JSON ({exc})") from None
 
 
