@@ -222,11 +222,12 @@ class CallWatch:
         with self._lock:
             if not self._busy:
                 return None  # nothing to deliver: an idle route is not a failing one
-            waited = now - max(self._busy_since, self._last_success or -math.inf)
+            since = self._busy_since if self._last_success is None else max(self._busy_since, self._last_success)
+            waited = now - since
             run = self._run
+            failures = f"{run.failed} calls failed, last: {run.last_reason}" if run else "calls still running"
         if waited < self.unready_after_s:
             return None
-        failures = f"{run.failed} calls failed, last: {run.last_reason}" if run else "calls still running"
         return f"route {self.route}: no successful call for {waited:.0f}s with work pending ({failures})"
 
 
