@@ -31,7 +31,8 @@ _EXCERPT_CHARS = 80
 class MalformedResponse(botocore.exceptions.BotoCoreError):
     """A 2xx answer whose body is not the API's (empty or a JSON object): not a delivery."""
 
-    fmt = "{operation} answered HTTP {status} with {reason}, not the API's answer (empty or a JSON object): {excerpt}"
+    # No quotes around the excerpt or in the text: the log redaction hashes quoted values.
+    fmt = "{operation} answered HTTP {status} with {reason}, not an API answer (empty or a JSON object); body: {excerpt}"
 
     def __init__(self, *, operation: str, status: int, reason: str, excerpt: str, content_type: str) -> None:
         super().__init__(operation=operation, status=status, reason=reason, excerpt=excerpt)
@@ -117,4 +118,4 @@ def _excerpt(body: bytes) -> str:
     head = body[: _EXCERPT_CHARS * 4]
     text = " ".join(head.decode("utf-8", errors="replace").split())  # one log line, whatever the page
     cut = len(text) > _EXCERPT_CHARS or len(body) > len(head)
-    return repr(text[:_EXCERPT_CHARS] + ("..." if cut else ""))
+    return (text[:_EXCERPT_CHARS] + ("..." if cut else "")) or "(empty)"

@@ -357,9 +357,9 @@ def _dry_put_events(settings: Settings, client: Any, tracking_id: str, timeout_s
     except MalformedResponse as exc:
         results.append(CheckResult(
             name, "FAIL",
-            f"{endpoint} answered HTTP {exc.status} with {exc.reason}, not the Personalize API's answer: "
-            f"{exc.kwargs['excerpt']} (a proxy, a load balancer's page or a wrong personalize.endpoint_url?); "
-            "the worker would retry every call",
+            f"{endpoint} answered HTTP {exc.status} with {exc.reason}, not an answer of the Personalize API "
+            "(a proxy, a load balancer page or a wrong personalize.endpoint_url?); the worker would retry every "
+            f"call; body: {exc.kwargs['excerpt']}",
         ))
     except botocore.exceptions.BotoCoreError as exc:
         results.append(CheckResult(name, "FAIL", f"calling {endpoint} failed: {exc}"))

@@ -54,4 +54,4 @@ def test_the_excerpt_is_one_short_line() -> None:
     with pytest.raises(MalformedResponse) as caught:
         check_success("PutItems", 204, {}, b"<html>\n" + b"x" * 5000)
     message = str(caught.value)
-    assert "\n" not in message and len(message) < 400 and message.endswith("...'")
+    assert "\n" not in message and len(message) < 400 and message.endswith("; body: <html> " + "x" * 73 + "...")
