@@ -32,7 +32,8 @@ class MalformedResponse(botocore.exceptions.BotoCoreError):
     """A 2xx answer whose body is not the API's (empty or a JSON object): not a delivery."""
 
     # No quotes around the excerpt or in the text: the log redaction hashes quoted values.
-    fmt = "{operation} answered HTTP {status} with {reason}, not an API answer (empty or a JSON object); body: {excerpt}"
+    fmt = ("{operation} answered HTTP {status} with {reason}, not an API answer (empty or a JSON object); "
+           "body: {excerpt}")
 
     def __init__(self, *, operation: str, status: int, reason: str, excerpt: str, content_type: str) -> None:
         super().__init__(operation=operation, status=status, reason=reason, excerpt=excerpt)
