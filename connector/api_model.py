@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ RESERVED_PROPERTY_KEYS = frozenset(
     k.lower() for k in ("userId", "sessionId", "eventType", "timestamp", "recommendationId", "impression")
 )
 MAX_EVENT_BYTES = 10 * 1024  # "the maximum size of an event is 10 KB"
+# What botocore's serializer (and the AWS CLI) put on the wire for a float NaN / ±Infinity.
+NON_FINITE_WIRE_VALUES = frozenset({"NaN", "Infinity", "-Infinity"})
 
 
 @functools.cache
@@ -84,6 +87,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_non_finite(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in NON_FINITE_WIRE_VALUES
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def _check_shape(shape: Shape, value: Any, path: str) -> Iterator[Violation]:
     """Type, required, unknown-member, length and pattern checks for one value against its shape."""
     kind = shape.type_name
@@ -119,7 +128,11 @@ def _check_shape(shape: Shape, value: Any, path: str) -> Iterator[Violation]:
         if pattern and not _pattern(pattern).search(value):
             yield Violation(path, f"does not match the pattern {pattern}")
     elif kind in ("float", "double", "integer", "long"):
-        if not _is_number(value):
+        if _is_non_finite(value):
+            # botocore's rest-json serializer turns a float NaN/Infinity into these strings; JSON
+            # has no such numbers, and an eventValue of NaN means nothing to a recommender.
+            yield Violation(path, f"must be a finite number, got {value!r}")
+        elif not _is_number(value):
             yield Violation(path, f"expected a number, got {type(value).__name__}")
     elif kind == "timestamp":
         # On the wire rest-json sends epoch seconds (integer or fractional); before serialisation
@@ -154,9 +167,14 @@ def _join(path: str, name: str) -> str:
 def check_properties_json(text: str, path: str, reserved: frozenset[str] = frozenset()) -> Iterator[Violation]:
     """`properties` is a string holding a flat JSON object (the service parses it)."""
     try:
-        parsed = json.loads(text)
+        # Strict JSON (RFC 8259): Python's json accepts the NaN/Infinity/-Infinity tokens, the
+        # service's parser does not.
+        parsed = json.loads(text, parse_constant=_reject_non_finite)
     except json.JSONDecodeError as exc:
         yield Violation(path, f"is not valid JSON ({exc.msg})")
+        return
+    except ValueError as exc:
+        yield Violation(path, f"is not valid JSON ({exc})")
         return
     if not isinstance(parsed, dict):
         yield Violation(path, "must be a JSON object")
@@ -164,6 +182,10 @@ def check_properties_json(text: str, path: str, reserved: frozenset[str] = froze
     for key in parsed:
         if key.lower() in reserved:
             yield Violation(path, f"must not contain the reserved key {key!r}")
+
+
+def _reject_non_finite(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
 
 
 def _event_service_rules(event: Mapping[str, Any], path: str) -> Iterator[Violation]:

@@ -85,7 +85,9 @@ def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
         decode = settings.decode.model_copy(update={"reader_schema": _reader_schema(route)})
         decoder = build_decoder(settings.model_copy(update={"decode": decode}), registry)
         assert route.max_requests_per_second is not None  # effective_routes fills it in
-        sink = PutEventsSink(client, AdaptiveRateLimiter(route.max_requests_per_second), metrics=metrics)
+        sink = PutEventsSink(client, AdaptiveRateLimiter(route.max_requests_per_second), metrics=metrics,
+                             route=route.name, failure_log_interval_s=p.failure_log_interval_s,
+                             unready_after_s=p.unready_after_s)
         mapper: EventMapper | EntityMapper
         if isinstance(route, EventsRoute):
             assert route.tracking_id is not None  # checked by Settings

@@ -290,7 +290,11 @@ def _personalize_client(settings: Settings, session: Any, timeout_s: float) -> A
         connect_timeout=min(5.0, timeout_s),
         read_timeout=timeout_s,
     )
-    return session.client("personalize-events", endpoint_url=p.endpoint_url, config=config)
+    from connector import api_response
+
+    # The worker's rule for a success (a 2xx with an empty body or a JSON object), so `check` does
+    # not pass an endpoint whose answers the worker would retry forever.
+    return api_response.install(session.client("personalize-events", endpoint_url=p.endpoint_url, config=config))
 
 
 def check_personalize(settings: Settings, timeout_s: float) -> list[CheckResult]:
@@ -336,6 +340,8 @@ def check_personalize(settings: Settings, timeout_s: float) -> list[CheckResult]
 def _dry_put_events(settings: Settings, client: Any, tracking_id: str, timeout_s: float) -> CheckResult:
     import botocore.exceptions
 
+    from connector.api_response import MalformedResponse
+
     p = settings.personalize
     endpoint = p.endpoint_url or f"the personalize-events endpoint of {p.region}"
     name = "personalize.put_events"
@@ -369,6 +375,13 @@ def _dry_put_events(settings: Settings, client: Any, tracking_id: str, timeout_s
     except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
             botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError, ProbeTimeout) as exc:
         results.append(CheckResult(name, "FAIL", f"cannot reach {endpoint}: {exc}"))
+    except MalformedResponse as exc:
+        results.append(CheckResult(
+            name, "FAIL",
+            f"{endpoint} answered HTTP {exc.status} with {exc.reason}, not an answer of the Personalize API "
+            "(a proxy, a load balancer page or a wrong personalize.endpoint_url?); the worker would retry every "
+            f"call; body: {exc.kwargs['excerpt']}",
+        ))
     except botocore.exceptions.BotoCoreError as exc:
         results.append(CheckResult(name, "FAIL", f"calling {endpoint} failed: {exc}"))
     else:

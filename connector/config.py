@@ -173,6 +173,12 @@ class PersonalizeConfig(_Section):
     # boto3: the AWS SDK's client. lean: the same requests (byte-identical, signed by botocore's
     # SigV4 signer) built directly and sent on a shared connection pool, ~1.8x less CPU per call.
     http_client: Literal["boto3", "lean"] = "boto3"
+    # /readyz turns false once a route has had work pending this long without one successful call
+    # (transient failures are retried forever; this makes a silent outage visible). 0: never.
+    unready_after_s: Annotated[float, Field(ge=0)] = 300.0
+    # Failing calls are logged at the first failure, then at most once per this interval per route
+    # (with the count and the last reason), and once more when calls succeed again.
+    failure_log_interval_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class BatchingConfig(_Section):

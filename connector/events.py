@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from botocore.model import ListShape, Shape, StructureShape
@@ -127,9 +128,7 @@ class EventMapper:
         }
         value = self._event_value(record)
         if value is not None:
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise InvalidEvent(f"eventValue: expected a number, got {type(value).__name__}")
-            body["eventValue"] = float(value)
+            body["eventValue"] = _event_value(value)
         item_id = as_id(self._item_id(record), "itemId")
         if item_id is not None:
             body["itemId"] = item_id
@@ -222,11 +221,50 @@ def collect_properties(
     return properties
 
 
-def properties_json(properties: Mapping[str, Any]) -> str:
+def _event_value(value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidEvent(f"eventValue: expected a number, got {type(value).__name__}")
     try:
-        return json.dumps(properties, separators=(",", ":"))
+        number = float(value)
+    except OverflowError:  # an integer beyond a double's range
+        raise InvalidEvent(f"eventValue: {value} is beyond the range of a number") from None
+    if not math.isfinite(number):
+        # botocore would send the string "NaN"; a recommender cannot weigh an event by it.
+        raise InvalidEvent(f"eventValue: must be a finite number, got {number!r}")
+    return number
+
+
+def properties_json(properties: Mapping[str, Any]) -> str:
+    """The `properties` JSON string: strict JSON, which has no NaN or Infinity."""
+    try:
+        return json.dumps(properties, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
+        # Only now look for the culprit (the hot path pays for one dumps, nothing more).
+        where = _non_finite_path(properties, "properties")
+        if where is not None:
+            path, number = where
+            raise InvalidEvent(
+                f"{path}: {number!r} is not a JSON number (properties must be valid JSON; "
+                "NaN and Infinity are not)"
+            ) from None
         raise InvalidEvent(f"properties: cannot be written as JSON ({exc})") from None
+
+
+def _non_finite_path(value: Any, path: str) -> tuple[str, float] | None:
+    """Where in a properties value the first NaN/±Infinity sits (nested maps and lists too)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, Mapping):
+        children: Iterable[tuple[str, Any]] = ((f"{path}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        children = ((f"{path}.{i}", v) for i, v in enumerate(value))
+    else:
+        return None
+    for child_path, child in children:
+        found = _non_finite_path(child, child_path)
+        if found is not None:
+            return found
+    return None
 
 
 def _without_prefix(message: str) -> str:

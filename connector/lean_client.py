@@ -11,6 +11,7 @@ botocore's own `SigV4Auth`, and sends it on a shared `urllib3.PoolManager`:
   seconds exactly as botocore computes them, floats get its Infinity/NaN handling; everything else
   passes through unchanged, in the caller's key order, as botocore's serializer keeps it);
 - credentials come from the standard chain of a botocore session (refreshable ones refresh);
+- a 2xx answer counts only when its body is well formed (`connector.api_response`), as for boto3;
 - error responses are parsed by botocore's own rest-json parser and raised as the modeled
   `ClientError` subclasses, so `connector.sink.classify` sees what it sees with boto3;
 - connection failures are raised as botocore's exception types, as botocore's urllib3 session
@@ -49,6 +50,8 @@ from urllib3.exceptions import ConnectTimeoutError as URLLib3ConnectTimeoutError
 from urllib3.exceptions import NewConnectionError, ProtocolError, ProxyError
 from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeoutError
 from urllib3.exceptions import SSLError as URLLib3SSLError
+
+from connector.api_response import check_success
 
 __all__ = ["LeanPersonalizeClient"]
 
@@ -312,7 +315,9 @@ class LeanPersonalizeClient:
                 assert_same_host=False,
                 preload_content=True,
                 decode_content=False,
-                enforce_content_length=False,
+                # A body shorter than its Content-Length is a cut answer, not a success (urllib3
+                # raises ProtocolError, mapped below as botocore's urllib3 session does).
+                enforce_content_length=True,
             )
         except URLLib3SSLError as e:
             raise botocore.exceptions.SSLError(endpoint_url=url, error=e) from e
@@ -331,6 +336,9 @@ class LeanPersonalizeClient:
         status = response.status
         if status < 300:
             headers = {k.lower(): v for k, v in response.headers.items()}
+            # Only a well-formed success is a delivery (the rule boto3 clients get from
+            # api_response.install): a 200 with an HTML page or cut JSON is a transient failure.
+            check_success(op.name, status, headers, response.data)
             metadata: dict[str, Any] = {}
             if "x-amzn-requestid" in headers:
                 metadata["RequestId"] = headers["x-amzn-requestid"]

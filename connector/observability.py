@@ -86,6 +86,16 @@ class Metrics:
         self.source_topics_missing = Gauge(
             "pkc_source_topics_missing", "Subscribed topics the cluster does not have (deleted?)", registry=r
         )
+        self.malformed_responses = Counter(
+            "pkc_malformed_responses",
+            "2xx answers whose body is not the API's (HTML, cut or non-object JSON): retried, never delivered",
+            ["route"], registry=r,
+        )
+        self.seconds_since_last_delivery = Gauge(
+            "pkc_seconds_since_last_delivery",
+            "Seconds since the route's last successful call (since start-up before the first one)",
+            ["route"], registry=r,
+        )
         self.systemic_failure = Gauge(
             "pkc_systemic_failure", "1 while PutEvents fails for a systemic reason (consumption paused)", registry=r
         )
@@ -139,6 +149,8 @@ class Health:
     stall_reasons: dict[str, str] = field(default_factory=dict)
     # Subscribed topics that do not exist (deleted): nothing can be read from them.
     missing_topics: tuple[str, ...] = ()
+    # Set while a route's work has waited personalize.unready_after_s without a successful call.
+    delivery_stalled: str | None = None
     liveness_timeout_s: float = 120.0
 
     def live(self, now: float) -> tuple[bool, dict[str, Any]]:
@@ -147,8 +159,9 @@ class Health:
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         ok = (self.started and not self.stopping and self.systemic_error is None and not self.stalled
-              and not self.missing_topics)
+              and not self.missing_topics and self.delivery_stalled is None)
         return ok, {
+            "delivery_stalled": self.delivery_stalled,
             "started": self.started,
             "stopping": self.stopping,
             "assigned_partitions": self.assigned,

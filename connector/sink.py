@@ -10,6 +10,7 @@ and raise the `systemic` flag so the worker stops reading instead of dead-letter
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import botocore.exceptions
 from botocore.config import Config
 
+from connector import api_response
 from connector.logs import redact
 from connector.observability import Metrics
 from connector.ratelimit import AdaptiveRateLimiter
@@ -71,6 +73,9 @@ def classify(exc: BaseException) -> Failure:
         return Failure.INVALID
     if isinstance(exc, _SYSTEMIC_EXCEPTIONS):
         return Failure.SYSTEMIC
+    if isinstance(exc, api_response.MalformedResponse):
+        # A proxy's page or a cut answer says nothing about the events: send them again.
+        return Failure.TRANSIENT
     # Connection errors, timeouts, closed connections, anything unexpected: transient.
     return Failure.TRANSIENT
 
@@ -121,7 +126,109 @@ def make_client(
         read_timeout=15,
         tcp_keepalive=True,
     )
-    return boto3.session.Session().client("personalize-events", endpoint_url=endpoint_url, config=config)
+    client = boto3.session.Session().client("personalize-events", endpoint_url=endpoint_url, config=config)
+    # Only a well-formed 2xx answer is a delivery (botocore never reads these operations' bodies).
+    return api_response.install(client)
+
+
+@dataclass(slots=True)
+class _FailureRun:
+    """The failed calls of a route since its last successful one."""
+
+    since: float
+    failed: int = 0
+    unreported: int = 0  # failed since the last log line
+    last_reason: str = ""
+    reported: bool = False  # a line was logged about this run, so its end is logged too
+
+
+class CallWatch:
+    """What an operator must see of one route's calls, however long they fail.
+
+    Retries are unbounded in time, so without this a 502 page from a proxy or a connection reset
+    on every call would retry forever in silence. The first failure is logged at once, later ones
+    at most every `log_interval_s` (with their count and the last reason), and the recovery once;
+    so a route writes at most two lines per interval however fast it fails. It also knows how
+    long work has waited without a successful call, which turns /readyz false after
+    `unready_after_s` (0: never). Thread-safe: the pool's threads report to it.
+    """
+
+    def __init__(self, route: str, *, log_interval_s: float = 30.0, unready_after_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.route = route
+        self.log_interval_s = log_interval_s
+        self.unready_after_s = unready_after_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = clock()
+        self._last_success: float | None = None
+        self._last_report = -math.inf
+        self._run: _FailureRun | None = None
+        self._busy = 0
+        self._busy_since = 0.0
+
+    def begin(self) -> None:
+        """A send started (work is pending until `end`)."""
+        with self._lock:
+            if not self._busy:
+                self._busy_since = self._clock()
+            self._busy += 1
+
+    def end(self) -> None:
+        with self._lock:
+            self._busy -= 1
+
+    def failed(self, failure: Failure, reason: str) -> None:
+        now = self._clock()
+        with self._lock:
+            run = self._run = self._run or _FailureRun(since=now)
+            run.failed += 1
+            run.unreported += 1
+            run.last_reason = f"{failure.value}: {reason}"
+            if now - self._last_report < self.log_interval_s:
+                return
+            window = min(now - self._last_report, now - run.since)
+            self._last_report = now
+            first, count, run.unreported, run.reported = not run.reported, run.unreported, 0, True
+            total, age, last = run.failed, now - run.since, run.last_reason
+        if first and total == 1:
+            log.warning("route %s: a call failed (%s); retrying until it succeeds", self.route, last)
+        else:
+            log.warning(
+                "route %s: still failing: %d calls failed in the last %.0fs, %d over %.0fs since the last "
+                "successful call; last: %s; retrying", self.route, count, window, total, age, last,
+            )
+
+    def succeeded(self) -> None:
+        now = self._clock()
+        with self._lock:
+            self._last_success = now
+            run, self._run = self._run, None
+        if run is not None and run.reported:  # the run is no longer shared: read it unlocked
+            log.warning("route %s: calls succeed again after %d failed calls over %.1fs (last: %s)",
+                        self.route, run.failed, now - run.since, run.last_reason)
+
+    def seconds_since_success(self) -> float:
+        """Since the last successful call (since start-up when there was none yet)."""
+        with self._lock:
+            last = self._started if self._last_success is None else self._last_success
+        return max(0.0, self._clock() - last)
+
+    def unready_reason(self) -> str | None:
+        """Why the worker is not ready: work has waited `unready_after_s` without a successful call."""
+        if self.unready_after_s <= 0:
+            return None
+        now = self._clock()
+        with self._lock:
+            if not self._busy:
+                return None  # nothing to deliver: an idle route is not a failing one
+            since = self._busy_since if self._last_success is None else max(self._busy_since, self._last_success)
+            waited = now - since
+            run = self._run
+            failures = f"{run.failed} calls failed, last: {run.last_reason}" if run else "calls still running"
+        if waited < self.unready_after_s:
+            return None
+        return f"route {self.route}: no successful call for {waited:.0f}s with work pending ({failures})"
 
 
 class PutEventsSink:
@@ -135,9 +242,14 @@ class PutEventsSink:
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] | None = None,
         metrics: Metrics | None = None,
+        route: str = "events",
+        failure_log_interval_s: float = 30.0,
+        unready_after_s: float = 300.0,
     ) -> None:
         self._client = client
         self.metrics = metrics or Metrics()
+        self.watch = CallWatch(route, log_interval_s=failure_log_interval_s, unready_after_s=unready_after_s)
+        self.metrics.seconds_since_last_delivery.labels(route).set_function(self.watch.seconds_since_success)
         self._limiter = limiter
         self._backoff = backoff or Backoff()
         self._systemic_backoff = systemic_backoff or Backoff(base_s=1.0, cap_s=30.0)
@@ -153,6 +265,7 @@ class PutEventsSink:
 
     def send(self, batch: Batch) -> SendOutcome:
         outcome = SendOutcome(batch)
+        self.watch.begin()
         try:
             self._deliver(batch, batch.events, outcome)
         except Exception as exc:  # never let a pool thread die silently with events in it
@@ -160,7 +273,13 @@ class PutEventsSink:
             done = {id(e) for e in outcome.delivered} | {id(e) for e, _ in outcome.rejected}
             outcome.abandoned.extend(e for e in batch.events if id(e) not in done)
             del exc
+        finally:
+            self.watch.end()
         return outcome
+
+    def unready_reason(self) -> str | None:
+        """Set while work has waited `unready_after_s` without a successful call (for /readyz)."""
+        return self.watch.unready_reason()
 
     def _deliver(self, batch: Batch, events: list[Event], outcome: SendOutcome) -> None:
         attempt = 0
@@ -178,11 +297,14 @@ class PutEventsSink:
                 self.metrics.call_latency.observe(time.perf_counter() - started)
                 failure = classify(exc)
                 self.metrics.calls.labels(failure.value).inc()
+                if isinstance(exc, api_response.MalformedResponse):
+                    self.metrics.malformed_responses.labels(batch.key.route).inc()
                 outcome.failures[failure] = outcome.failures.get(failure, 0) + 1
                 if failure is Failure.INVALID:
                     self._clear_systemic()
                     self._bisect(batch, events, exc, outcome)
                     return
+                self.watch.failed(failure, _reason(exc))
                 if failure is Failure.THROTTLED:
                     self._limiter.on_throttled()
                 if failure is Failure.SYSTEMIC:
@@ -199,6 +321,7 @@ class PutEventsSink:
                 continue
             self.metrics.call_latency.observe(time.perf_counter() - started)
             self.metrics.calls.labels("ok").inc()
+            self.watch.succeeded()
             self.metrics.events_per_call.observe(len(events))
             self._clear_systemic()
             outcome.delivered.extend(events)
@@ -245,6 +368,21 @@ def _error_code(exc: Exception) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
         return str(exc.response.get("Error", {}).get("Code", type(exc).__name__))
     return type(exc).__name__
+
+
+_MAX_REASON_CHARS = 300
+
+
+def _reason(exc: Exception) -> str:
+    """One short, redacted line saying why a call failed (HTTP status and code when there is one)."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
+        code = _error_code(exc)  # botocore uses the status itself when the answer names no code
+        text = f"HTTP {status}{'' if code == status else ' ' + code}: {_service_message(exc)}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(redact(text).split())
+    return text if len(text) <= _MAX_REASON_CHARS else text[: _MAX_REASON_CHARS - 3] + "..."
 
 
 def _service_message(exc: Exception) -> str:

@@ -544,6 +544,7 @@ class Worker:
         h.stalled = len(self._stalled)
         h.stall_reasons = {str(tp): self._stall_reason.get(tp, "") for tp in self._stalled}
         h.systemic_error = self.systemic_error
+        h.delivery_stalled = next(filter(None, (r.sink.unready_reason() for r in self._routes.routes)), None)
         h.assigned = len(self._assigned)
         h.missing_topics = tuple(sorted(self._missing_topics))
         m.source_topics_missing.set(len(self._missing_topics))
