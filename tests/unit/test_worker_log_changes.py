@@ -79,6 +79,9 @@ class GatedSink:
         self.sent += [e.record.value or b"" for e in batch.events]
         return SendOutcome(batch, delivered=list(batch.events))
 
+    def unready_reason(self) -> str | None:
+        return None
+
 
 class OneSessionPerRecord:
     def decode(self, value: bytes | None) -> dict[str, Any]:
