@@ -465,7 +465,7 @@ def inspect_from_cli(args: argparse.Namespace) -> int:
 def replay_from_cli(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from connector.logs import configure_logging
+    from connector.logs import configure_logging, register_secrets
 
     quiet_registry_imports()
     console = Console(highlight=False)
@@ -475,6 +475,7 @@ def replay_from_cli(args: argparse.Namespace) -> int:
         print(f"personalize-connector dlq replay: {exc}")
         return 2
     configure_logging("text", args.log_level)
+    register_secrets(settings.secret_values())  # as `run` does: a library may log one in clear
     group = settings.kafka.group_id + REPLAY_GROUP_SUFFIX
     try:
         if args.dry_run:
