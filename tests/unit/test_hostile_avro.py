@@ -122,6 +122,33 @@ def test_a_value_at_the_bound_goes_through_the_mapper_and_json() -> None:
         assert json.loads(event.body["properties"])["chain"]["value"] == 1
 
 
+def test_the_largest_allowed_bound_fits_python_s_stack_in_a_thread() -> None:
+    """decode.max_nesting_depth allows 200: the walk, fastavro and json.dumps must all manage that
+    on a worker thread (the in-process test workers run on threads; so could a caller's)."""
+    import threading
+
+    head = [{"name": "sessionId", "type": "string"}, {"name": "eventType", "type": "string"},
+            {"name": "sentAt", "type": "long"}]
+    schema = {"type": "record", "name": "Event", "fields": [*head, {"name": "chain", "type": ["null", NODE]}]}
+    prefix = _avro({"type": "record", "name": "Event", "fields": head},
+                   {"sessionId": "s-1", "eventType": "view", "sentAt": SENT_AT_MS})
+    dec = PlainAvroDecoder(parse(schema), parse(schema), max_nesting_depth=200)
+    outcome: list[object] = []
+
+    def run() -> None:
+        record = dec.decode(prefix + b"\x02" + _chain(199))
+        outcome.append(len(json.dumps(record["chain"])))
+        try:
+            dec.decode(prefix + b"\x02" + _chain(5_000))
+        except DecodeError as exc:
+            outcome.append(exc.error_class)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    assert len(outcome) == 2 and outcome[1] == "NestingTooDeep", outcome
+
+
 def test_the_walk_does_not_spin_through_a_huge_count_of_zero_byte_items() -> None:
     schema = {"type": "record", "name": "R", "fields": [
         {"name": "nulls", "type": {"type": "array", "items": "null"}}, {"name": "next", "type": ["null", "R"]}]}
