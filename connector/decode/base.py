@@ -66,6 +66,11 @@ class UnknownIds:
     UNKNOWN_RECHECK_S ago; `missed(key)` after a "not found" returns the error to raise:
     SchemaNotYetKnown while the id has been unknown for less than `retry_s`, else the DecodeError
     from `final(...)`. `found(key)` forgets it.
+
+    Ids that are never registered are garbage more often than early (a value that only looks
+    framed: Avro starting with a null union branch is a 0x00 byte too), and each distinct one would
+    hold its partition for the whole bound. So once an id has been given up on, an id first missed
+    within `retry_s` of that is given up on at once: a burst of garbage costs one wait, not one per id.
     """
 
     def __init__(self, retry_s: float, final: Callable[[str], DecodeError], describe: Callable[[Any], str],
@@ -73,6 +78,8 @@ class UnknownIds:
         self._retry_s, self._final, self._describe, self._clock = retry_s, final, describe, clock
         self._since: dict[Hashable, float] = {}  # first miss
         self._asked: dict[Hashable, float] = {}  # latest miss
+        self._gave_up_at: float | None = None  # the latest final verdict on any id
+        self._not_waited: dict[Hashable, float] = {}  # ids given up on at once -> the verdict they followed
 
     def check(self, key: Hashable) -> None:
         asked = self._asked.get(key)
@@ -86,6 +93,7 @@ class UnknownIds:
                 oldest = next(iter(self._since))
                 del self._since[oldest]
                 self._asked.pop(oldest, None)
+                self._not_waited.pop(oldest, None)
             self._since[key] = now
         self._asked[key] = now
         return self._error(key)
@@ -93,15 +101,24 @@ class UnknownIds:
     def found(self, key: Hashable) -> None:
         self._since.pop(key, None)
         self._asked.pop(key, None)
+        self._not_waited.pop(key, None)
 
     def _error(self, key: Hashable) -> Exception:
-        waited = self._clock() - self._since[key]
-        what = self._describe(key)
-        if waited >= self._retry_s:
-            return self._final(f"{what} is not registered (unknown for {waited:.0f} s; "
-                               f"decode.unknown_schema_retry_s is {self._retry_s:g} s)")
-        return SchemaNotYetKnown(f"{what} is not registered yet; records with it wait for it up to "
-                                 f"{self._retry_s:g} s (decode.unknown_schema_retry_s), unknown for {waited:.1f} s")
+        now, since = self._clock(), self._since[key]
+        waited, what, gave_up = now - since, self._describe(key), self._gave_up_at
+        if key not in self._not_waited and waited < self._retry_s:
+            if gave_up is None or not 0 <= since - gave_up < self._retry_s:
+                return SchemaNotYetKnown(f"{what} is not registered yet; records with it wait for it up to "
+                                         f"{self._retry_s:g} s (decode.unknown_schema_retry_s), "
+                                         f"unknown for {waited:.1f} s")
+            self._not_waited[key] = since - gave_up
+        self._gave_up_at = now
+        if key in self._not_waited:
+            return self._final(f"{what} is not registered (not waited for: it appeared "
+                               f"{self._not_waited[key]:.0f} s after another unknown id was given up on, "
+                               f"within decode.unknown_schema_retry_s = {self._retry_s:g} s)")
+        return self._final(f"{what} is not registered (unknown for {waited:.0f} s; "
+                           f"decode.unknown_schema_retry_s is {self._retry_s:g} s)")
 
 
 @dataclass(frozen=True, slots=True)

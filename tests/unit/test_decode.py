@@ -181,15 +181,41 @@ def test_an_id_unknown_for_longer_than_the_bound_is_dead_lettered_and_asked_once
     assert dec.decode(value)["sessionId"] == "s-1"
 
 
-def test_each_unknown_id_has_its_own_bound() -> None:
+def test_ids_waiting_together_have_their_own_bounds() -> None:
     clock = [1000.0]
     dec, _ = decoder({}, unknown_schema_retry_s=10, clock=lambda: clock[0])
     with pytest.raises(SchemaNotYetKnown):
         dec.decode(framed(1, b"\x00"))
-    clock[0] += 10
-    assert error_of(dec, framed(1, b"\x00")).error_class == "UnknownSchemaId"
+    clock[0] += 5
     with pytest.raises(SchemaNotYetKnown):
         dec.decode(framed(2, b"\x00"))
+    clock[0] += 5
+    assert error_of(dec, framed(1, b"\x00")).error_class == "UnknownSchemaId"
+    with pytest.raises(SchemaNotYetKnown):  # already waiting when id 1 was given up on: keeps its wait
+        dec.decode(framed(2, b"\x00"))
+    clock[0] += 5
+    assert error_of(dec, framed(2, b"\x00")).error_class == "UnknownSchemaId"
+
+
+def test_a_burst_of_distinct_unknown_ids_costs_one_wait_not_one_per_id() -> None:
+    """Garbage that only looks framed (plain Avro starting with a null union branch is 0x00 too)
+    carries a different "id" in every record; waiting the bound for each would block the partition."""
+    clock = [1000.0]
+    dec, registry = decoder({}, unknown_schema_retry_s=60, clock=lambda: clock[0])
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed(1, b"\x00"))
+    clock[0] += 60
+    assert error_of(dec, framed(1, b"\x00")).error_class == "UnknownSchemaId"
+    for schema_id in range(2, 200):  # each a new id, one registry request each, none waited for
+        clock[0] += 0.5
+        err = error_of(dec, framed(schema_id, b"\x00"))
+        assert err.error_class == "UnknownSchemaId" and "not waited for" in err.message
+        assert error_of(dec, framed(schema_id, b"\x00")).error_class == "UnknownSchemaId"  # and it stays so
+    assert len(registry.calls) == 1 + 1 + 198
+    # A quiet minute later, a new unknown id is waited for again (a schema registered late).
+    clock[0] += 61
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed(500, b"\x00"))
 
 
 def test_registry_outage_is_not_a_record_error() -> None:
