@@ -156,17 +156,58 @@ def test_the_walk_does_not_spin_through_a_huge_count_of_zero_byte_items() -> Non
     check_nesting(_avro("long", 2**60) + b"\x00\x00", 0, parse(schema), 64)
 
 
+TREE = {"type": "record", "name": "T", "fields": [
+    {"name": "label", "type": "string"},
+    {"name": "kids", "type": {"type": "array", "items": "T"}},
+    {"name": "attrs", "type": {"type": "map", "values": ["null", "T", "double", "long", "boolean", "bytes"]}},
+    {"name": "tag", "type": {"type": "enum", "name": "Tag", "symbols": ["A", "B"]}},
+    {"name": "raw", "type": {"type": "fixed", "name": "Raw", "size": 2}},
+    {"name": "n", "type": ["int", "float", "null"]},
+]}
+_leaf = st.fixed_dictionaries({
+    "label": st.text(max_size=5), "kids": st.just([]), "attrs": st.dictionaries(
+        st.text(max_size=3), st.one_of(st.none(), st.floats(allow_nan=False), st.integers(-(2**63), 2**63 - 1),
+                                       st.booleans(), st.binary(max_size=4)), max_size=3),
+    "tag": st.sampled_from(["A", "B"]), "raw": st.binary(min_size=2, max_size=2),
+    "n": st.one_of(st.integers(-(2**31), 2**31 - 1), st.none())})
+TREES = st.recursive(_leaf, lambda inner: st.tuples(_leaf, st.lists(inner, max_size=3),
+                                                    st.dictionaries(st.text(max_size=2), inner, max_size=2)).map(
+    lambda t: {**t[0], "kids": t[1], "attrs": {**t[0]["attrs"], **t[2]}}), max_leaves=20)
+
+
+def _depth(tree: dict[str, Any]) -> int:
+    """Containers from this record down: itself, its kids array and attrs map, then its children."""
+    children = [*tree["kids"], *(v for v in tree["attrs"].values() if isinstance(v, dict))]
+    return 2 + max((_depth(c) for c in children), default=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(TREES, st.data())
+def test_the_walk_reads_exactly_what_fastavro_reads(tree: dict[str, Any], data: st.DataObject) -> None:
+    """The pre-read walk may never refuse what fastavro reads, nor measure another shape: on valid
+    values it ends where the value ends; on any prefix of one it reports Truncated, like fastavro."""
+    from connector.decode.nesting import _Scanner
+
+    schema = parse(TREE)
+    body = _avro(TREE, tree)
+    scanner = _Scanner(body, 0, schema["__named_schemas"], 200)
+    scanner.skip(schema, 0)
+    assert scanner.pos == len(body)
+    assert fastavro.schemaless_reader(io.BytesIO(body), schema, None) is not None
+    depth = _depth(tree)
+    check_nesting(body, 0, schema, depth)  # exactly at the bound: accepted
+    with pytest.raises(DecodeError, match=f"more than {depth - 1} levels"):
+        check_nesting(body, 0, schema, depth - 1)
+    cut = data.draw(st.integers(min_value=0, max_value=len(body) - 1))
+    with pytest.raises(DecodeError) as caught:
+        check_nesting(body[:cut], 0, schema, 200)
+    assert caught.value.error_class == "Truncated"
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_of_a_recursive_schema_only_ever_raise_decode_error(body: bytes) -> None:
-    tree = {"type": "record", "name": "T", "fields": [
-        {"name": "label", "type": "string"},
-        {"name": "kids", "type": {"type": "array", "items": "T"}},
-        {"name": "attrs", "type": {"type": "map", "values": ["null", "T", "double"]}},
-        {"name": "tag", "type": {"type": "enum", "name": "Tag", "symbols": ["A", "B"]}},
-        {"name": "raw", "type": {"type": "fixed", "name": "Raw", "size": 2}},
-    ]}
-    dec = PlainAvroDecoder(parse(tree), parse(tree), max_nesting_depth=8)
+    dec = PlainAvroDecoder(parse(TREE), parse(TREE), max_nesting_depth=8)
     with contextlib.suppress(DecodeError):
         dec.decode(body)
 
