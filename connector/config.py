@@ -143,6 +143,17 @@ class DecodeConfig(_Section):
     reader_schema: FilePath | None = None
     # The fixed writer schema of schemaless ("plain") values.
     writer_schema: FilePath | None = Field(default=None, validate_default=True)
+    # How long records whose schema id the registry does not know wait for it (partition paused and
+    # retried, as in a registry outage) before they are dead-lettered as UnknownSchemaId /
+    # UnknownSchemaVersion. Registries replicate asynchronously and producers register just before
+    # producing, so a miss is usually seconds early; 60 s covers a follower catching up after a
+    # restart or leader change, while a truly unknown id holds its partition only a minute.
+    # 0 dead-letters at the first miss.
+    unknown_schema_retry_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    # Records, arrays and maps nested deeper than this in one value (a recursive writer schema) are
+    # dead-lettered as NestingTooDeep before fastavro reads them: its C reader has no bound and
+    # overflows the stack. At most 200, which Python's own recursion limit allows downstream.
+    max_nesting_depth: Annotated[int, Field(ge=1, le=200)] = 64
 
     # A field validator (not a model validator) so the error is reported at decode.writer_schema.
     @field_validator("writer_schema")

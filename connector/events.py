@@ -237,7 +237,7 @@ def _event_value(value: Any) -> float:
 def properties_json(properties: Mapping[str, Any]) -> str:
     """The `properties` JSON string: strict JSON, which has no NaN or Infinity."""
     try:
-        return json.dumps(properties, separators=(",", ":"), allow_nan=False)
+        return json.dumps(properties, separators=(",", ":"), allow_nan=False, default=api_json_value)
     except (TypeError, ValueError) as exc:
         # Only now look for the culprit (the hot path pays for one dumps, nothing more).
         where = _non_finite_path(properties, "properties")
@@ -267,17 +267,39 @@ def _non_finite_path(value: Any, path: str) -> tuple[str, float] | None:
     return None
 
 
+def epoch_millis(when: dt.datetime) -> int:
+    """A datetime as epoch milliseconds (floored); a naive one (Avro local-timestamp-*) is taken as UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return (when - EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def api_json_value(value: Any) -> Any:
+    """json.dumps' `default` for properties: what the decoders hand over that JSON has no type for.
+
+    Only Avro timestamps remain datetimes after decoding (connector.decode.logical converts the other
+    logical types); in properties they are epoch milliseconds, like an integer sentAt. json calls this
+    only for values it cannot write itself, so ordinary properties cost nothing more.
+    """
+    if isinstance(value, dt.datetime):
+        return epoch_millis(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _without_prefix(message: str) -> str:
     # check_event names fields "event.properties"; the dead letter should say "properties".
     return message.removeprefix("event.")
 
 
 def as_id(value: Any, name: str) -> str | None:
-    """Identifier-like fields: strings as they are, integers as decimal strings (schemas with long ids)."""
+    """Identifier-like fields: strings as they are, integers as decimal strings (schemas with long ids),
+    timestamps as epoch milliseconds."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    if isinstance(value, dt.datetime):  # an Avro timestamp: its epoch milliseconds, as in properties
+        return str(epoch_millis(value))
     raise InvalidEvent(f"{name}: expected a string, got {type(value).__name__}")
 
 

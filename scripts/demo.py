@@ -167,6 +167,9 @@ class Demo:
         config = {
             "kafka": {"bootstrap_servers": self.bootstrap, "group_id": self.group, "topics": [self.topic]},
             "schema_registry": {"url": self.registry_url},
+            # The workload's "unknown schema id" records use an id nobody registers: dead-letter them
+            # at once rather than after the default minute of waiting for the registry to learn it.
+            "decode": {"unknown_schema_retry_s": 0},
             "personalize": {"tracking_id": self.tracking_id, "region": "us-east-1",
                             "endpoint_url": self.emulator_url},
             "dlq": {"topic": self.dlq_topic},

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.decode.base import Decoder, RegistryUnavailable, load_schema
+from connector.decode.base import (
+    MAX_NESTING_DEPTH,
+    UNKNOWN_SCHEMA_RETRY_S,
+    Decoder,
+    RegistryUnavailable,
+    SchemaNotYetKnown,
+    load_schema,
+)
 from connector.decode.confluent_wire import ConfluentWireDecoder, SchemaNotFound
 from connector.decode.glue_wire import GlueWireDecoder, SchemaVersionNotFound, glue_client
 from connector.decode.plain import PlainAvroDecoder
@@ -16,6 +23,7 @@ __all__ = [
     "PlainAvroDecoder",
     "RegistryUnavailable",
     "SchemaNotFound",
+    "SchemaNotYetKnown",
     "SchemaVersionNotFound",
     "build_decoder",
     "load_schema",
@@ -31,15 +39,18 @@ def build_decoder(settings: Any, registry_client: Any = None, glue: Any = None) 
     """
     reader = load_schema(settings.decode.reader_schema)
     fmt = settings.decode.format
+    depth = getattr(settings.decode, "max_nesting_depth", MAX_NESTING_DEPTH)
     if fmt == "plain":
-        return PlainAvroDecoder(load_schema(settings.decode.writer_schema), reader)
+        return PlainAvroDecoder(load_schema(settings.decode.writer_schema), reader, max_nesting_depth=depth)
+    retry_s = getattr(settings.decode, "unknown_schema_retry_s", UNKNOWN_SCHEMA_RETRY_S)
+    options = {"unknown_schema_retry_s": retry_s, "max_nesting_depth": depth}
     if fmt == "glue":
         section = getattr(settings, "glue", None)
         registry_name = getattr(section, "registry_name", None)
         if glue is None:
             region = getattr(section, "region", None) or settings.personalize.region
             glue = glue_client(region, getattr(section, "endpoint_url", None))
-        return GlueWireDecoder.from_client(glue, reader, registry_name=registry_name)
+        return GlueWireDecoder.from_client(glue, reader, registry_name=registry_name, **options)
     if registry_client is None:
         raise ValueError("decode.format 'confluent' needs a schema registry client")
-    return ConfluentWireDecoder.from_registry(registry_client, reader)
+    return ConfluentWireDecoder.from_registry(registry_client, reader, **options)

@@ -10,19 +10,24 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from connector.decode.base import RegistryUnavailable, Schema, parse, read_body
+from connector.decode.base import (
+    MAX_NESTING_DEPTH,
+    UNKNOWN_SCHEMA_RETRY_S,
+    RegistryUnavailable,
+    Schema,
+    UnknownIds,
+    WriterSchema,
+    prepare_reader,
+    prepare_writer,
+)
 from connector.records import DecodeError
 
 MAGIC_BYTE = 0
 HEADER_SIZE = 5
-# A 404 may be a schema registered a moment after the record was produced (or a registry that is
-# still replicating); ask again after this long instead of failing that id forever.
-UNKNOWN_ID_TTL_S = 30.0
 # After the registry failed to answer, fail fast for this long instead of asking again for every
 # partition's next record: each attempt can block the poll loop for seconds.
 OUTAGE_BACKOFF_S = 5.0
@@ -32,12 +37,6 @@ class SchemaNotFound(LookupError):
     """Raised by a fetch function when the registry does not know the id (HTTP 404)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Writer:
-    schema: Schema
-    reader: Schema | None  # None: identical to the writer, no resolution needed
-
-
 class ConfluentWireDecoder:
     """Decodes Confluent-framed Avro into dicts shaped by `reader_schema`.
 
@@ -45,21 +44,35 @@ class ConfluentWireDecoder:
     (SchemaNotFound, KeyError) for an unknown id, RegistryUnavailable when the registry cannot
     answer, or DecodeError for a schema that can never be used; any other exception is treated
     as RegistryUnavailable.
+
+    An unknown id raises SchemaNotYetKnown (retryable) until it has been unknown for
+    `unknown_schema_retry_s`, then a DecodeError UnknownSchemaId; the registry is asked about it at
+    most once a second meanwhile. Values nesting deeper than `max_nesting_depth` are NestingTooDeep.
     """
 
-    def __init__(self, fetch_schema: Callable[[int], str], reader_schema: Schema) -> None:
+    def __init__(
+        self,
+        fetch_schema: Callable[[int], str],
+        reader_schema: Schema,
+        *,
+        unknown_schema_retry_s: float = UNKNOWN_SCHEMA_RETRY_S,
+        max_nesting_depth: int = MAX_NESTING_DEPTH,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._fetch = fetch_schema
-        self._reader = parse(reader_schema)
-        self._writers: dict[int, _Writer] = {}
-        self._unknown: dict[int, float] = {}  # schema id -> monotonic time of the 404
+        self._reader = prepare_reader(reader_schema)
+        self._max_depth = max_nesting_depth
+        self._writers: dict[int, WriterSchema] = {}
+        self._unknown = UnknownIds(unknown_schema_retry_s, _unknown_id, lambda sid: f"schema id {sid}", clock)
+        self._clock = clock
         self._outage_until = 0.0  # monotonic time until which the registry is taken as down
         self._outage: RegistryUnavailable | None = None
         self._lock = threading.Lock()  # decoders may be shared by threads; fetch each id once
 
     @classmethod
-    def from_registry(cls, client: Any, reader_schema: Schema) -> ConfluentWireDecoder:
+    def from_registry(cls, client: Any, reader_schema: Schema, **options: Any) -> ConfluentWireDecoder:
         """A decoder over confluent_kafka.schema_registry.SchemaRegistryClient (which caches too)."""
-        return cls(registry_fetcher(client), reader_schema)
+        return cls(registry_fetcher(client), reader_schema, **options)
 
     def decode(self, value: bytes | None) -> dict[str, Any]:
         if not value:
@@ -72,52 +85,45 @@ class ConfluentWireDecoder:
                               error_class="Truncated")
         schema_id = int.from_bytes(value[1:HEADER_SIZE], "big")
         writer = self._writers.get(schema_id) or self._load(schema_id)
-        return read_body(value, HEADER_SIZE, writer.schema, writer.reader)
+        return writer.read(value, HEADER_SIZE)
 
-    def _load(self, schema_id: int) -> _Writer:
+    def _load(self, schema_id: int) -> WriterSchema:
         with self._lock:
             cached = self._writers.get(schema_id)
             if cached is not None:
                 return cached
-            failed_at = self._unknown.get(schema_id)
-            if failed_at is not None and time.monotonic() - failed_at < UNKNOWN_ID_TTL_S:
-                raise _unknown_id(schema_id)
-            if self._outage is not None and time.monotonic() < self._outage_until:
+            self._unknown.check(schema_id)
+            if self._outage is not None and self._clock() < self._outage_until:
                 raise RegistryUnavailable(f"schema id {schema_id}: the registry was unavailable moments ago "
                                           f"({self._outage})")
             try:
                 text = self._fetch(schema_id)
             except LookupError:
-                self._unknown[schema_id] = time.monotonic()
-                raise _unknown_id(schema_id) from None
+                raise self._unknown.missed(schema_id) from None
             except DecodeError:
                 raise
             except Exception as exc:
                 outage = exc if isinstance(exc, RegistryUnavailable) else RegistryUnavailable(
                     f"schema id {schema_id}: {type(exc).__name__}: {exc}")
-                self._outage, self._outage_until = outage, time.monotonic() + OUTAGE_BACKOFF_S
+                self._outage, self._outage_until = outage, self._clock() + OUTAGE_BACKOFF_S
                 raise outage from exc
             self._outage = None
-            self._unknown.pop(schema_id, None)
+            self._unknown.found(schema_id)
             writer = self._parse_writer(schema_id, text)
             self._writers[schema_id] = writer
             return writer
 
-    def _parse_writer(self, schema_id: int, text: str) -> _Writer:
+    def _parse_writer(self, schema_id: int, text: str) -> WriterSchema:
         try:
-            schema = parse(json.loads(text))
+            return prepare_writer(json.loads(text), self._reader, self._max_depth)
         except Exception as exc:
             # Not cached: a registry never changes a schema id, but a broken fetch might be fixed.
             raise DecodeError(f"writer schema {schema_id} is not a valid Avro schema: {exc}",
                               error_class="IncompatibleSchema") from None
-        # fastavro compares writer and reader on every call; decide it once here instead.
-        if schema == self._reader:
-            return _Writer(self._reader, None)
-        return _Writer(schema, self._reader)
 
 
-def _unknown_id(schema_id: int) -> DecodeError:
-    return DecodeError(f"schema id {schema_id} is not registered", error_class="UnknownSchemaId")
+def _unknown_id(message: str) -> DecodeError:
+    return DecodeError(message, error_class="UnknownSchemaId")
 
 
 def registry_fetcher(client: Any) -> Callable[[int], str]:

@@ -17,19 +17,24 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from connector.decode.base import RegistryUnavailable, Schema, parse, read_body
+from connector.decode.base import (
+    MAX_NESTING_DEPTH,
+    UNKNOWN_SCHEMA_RETRY_S,
+    RegistryUnavailable,
+    Schema,
+    UnknownIds,
+    WriterSchema,
+    prepare_reader,
+    prepare_writer,
+)
 from connector.records import DecodeError
 
 HEADER_VERSION = 3
 COMPRESSION_NONE = 0
 COMPRESSION_ZLIB = 5
 HEADER_SIZE = 18
-# A schema version id Glue says it does not know may be one being created right now (or one from
-# another account/region by mistake): ask again after this long instead of failing it forever.
-UNKNOWN_VERSION_TTL_S = 30.0
 # PutEvents events are small; a compressed body inflating past this is corrupt or hostile.
 MAX_INFLATED_BYTES = 16 * 1024 * 1024
 
@@ -44,12 +49,6 @@ class GlueSchemaVersion(NamedTuple):
     registry_name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Writer:
-    schema: Schema
-    reader: Schema | None  # None: identical to the writer, no resolution needed
-
-
 class GlueWireDecoder:
     """Decodes Glue-framed Avro into dicts shaped by `reader_schema`.
 
@@ -60,6 +59,10 @@ class GlueWireDecoder:
 
     `registry_name`, when given, accepts only schema versions of that registry (when the fetch
     reports the registry, as GetSchemaVersion does through the schema ARN).
+
+    A version id Glue does not know may be one being created right now: it raises SchemaNotYetKnown
+    (retryable) until it has been unknown for `unknown_schema_retry_s`, then a DecodeError
+    UnknownSchemaVersion; Glue is asked about it at most once a second meanwhile.
     """
 
     def __init__(
@@ -68,22 +71,25 @@ class GlueWireDecoder:
         reader_schema: Schema,
         *,
         registry_name: str | None = None,
+        unknown_schema_retry_s: float = UNKNOWN_SCHEMA_RETRY_S,
+        max_nesting_depth: int = MAX_NESTING_DEPTH,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch_schema
-        self._reader = parse(reader_schema)
+        self._reader = prepare_reader(reader_schema)
         self._registry_name = registry_name
-        self._clock = clock
-        self._writers: dict[bytes, _Writer | DecodeError] = {}
-        self._unknown: dict[bytes, float] = {}  # version id bytes -> clock() of the "not found"
+        self._max_depth = max_nesting_depth
+        self._writers: dict[bytes, WriterSchema | DecodeError] = {}
+        self._unknown = UnknownIds(unknown_schema_retry_s, _unknown_version,
+                                   lambda vid: f"schema version {uuid.UUID(bytes=vid)}", clock)
         self._lock = threading.Lock()  # decoders may be shared by threads; fetch each id once
 
     @classmethod
     def from_client(
-        cls, client: Any, reader_schema: Schema, *, registry_name: str | None = None
+        cls, client: Any, reader_schema: Schema, *, registry_name: str | None = None, **options: Any
     ) -> GlueWireDecoder:
         """A decoder over a boto3 `glue` client."""
-        return cls(glue_fetcher(client), reader_schema, registry_name=registry_name)
+        return cls(glue_fetcher(client), reader_schema, registry_name=registry_name, **options)
 
     def decode(self, value: bytes | None) -> dict[str, Any]:
         if not value:
@@ -103,33 +109,30 @@ class GlueWireDecoder:
         if isinstance(writer, DecodeError):
             raise writer
         if compression == COMPRESSION_NONE:
-            return read_body(value, HEADER_SIZE, writer.schema, writer.reader)
-        return read_body(_inflate(value, HEADER_SIZE), 0, writer.schema, writer.reader)
+            return writer.read(value, HEADER_SIZE)
+        return writer.read(_inflate(value, HEADER_SIZE), 0)
 
-    def _load(self, version_id: bytes) -> _Writer | DecodeError:
+    def _load(self, version_id: bytes) -> WriterSchema | DecodeError:
         with self._lock:
             cached = self._writers.get(version_id)
             if cached is not None:
                 return cached
             vid = uuid.UUID(bytes=version_id)
-            failed_at = self._unknown.get(version_id)
-            if failed_at is not None and self._clock() - failed_at < UNKNOWN_VERSION_TTL_S:
-                raise _unknown_version(vid)
+            self._unknown.check(version_id)
             try:
                 version = self._fetch(vid)
             except LookupError:
-                self._unknown[version_id] = self._clock()
-                raise _unknown_version(vid) from None
+                raise self._unknown.missed(version_id) from None
             except RegistryUnavailable:
                 raise
             except Exception as exc:
                 raise RegistryUnavailable(f"schema version {vid}: {type(exc).__name__}: {exc}") from exc
-            self._unknown.pop(version_id, None)
+            self._unknown.found(version_id)
             writer = self._writer(vid, version)
             self._writers[version_id] = writer
             return writer
 
-    def _writer(self, vid: uuid.UUID, version: GlueSchemaVersion) -> _Writer | DecodeError:
+    def _writer(self, vid: uuid.UUID, version: GlueSchemaVersion) -> WriterSchema | DecodeError:
         if self._registry_name and version.registry_name and version.registry_name != self._registry_name:
             return DecodeError(f"schema version {vid} belongs to registry {version.registry_name!r}, "
                                f"not {self._registry_name!r}", error_class="UnknownSchemaVersion")
@@ -137,19 +140,14 @@ class GlueWireDecoder:
             return DecodeError(f"schema version {vid} is a {version.data_format} schema, not Avro",
                                error_class="NotAvro")
         try:
-            schema = parse(json.loads(version.definition))
+            return prepare_writer(json.loads(version.definition), self._reader, self._max_depth)
         except Exception as exc:
             return DecodeError(f"schema version {vid} is not a valid Avro record schema: {exc}",
                                error_class="IncompatibleSchema")
-        # fastavro compares writer and reader on every call; decide it once here instead.
-        if schema == self._reader:
-            return _Writer(self._reader, None)
-        return _Writer(schema, self._reader)
 
 
-def _unknown_version(vid: uuid.UUID) -> DecodeError:
-    return DecodeError(f"schema version {vid} is not in the Glue Schema Registry",
-                       error_class="UnknownSchemaVersion")
+def _unknown_version(message: str) -> DecodeError:
+    return DecodeError(f"Glue Schema Registry: {message}", error_class="UnknownSchemaVersion")
 
 
 def _inflate(value: bytes, start: int) -> bytes:

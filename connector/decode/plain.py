@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.decode.base import Schema, parse, read_body
+from connector.decode.base import MAX_NESTING_DEPTH, Schema, prepare_reader, prepare_writer
 from connector.records import DecodeError
 
 
 class PlainAvroDecoder:
-    def __init__(self, writer_schema: Schema, reader_schema: Schema) -> None:
-        self._writer = parse(writer_schema)
-        reader = parse(reader_schema)
-        # Decided once: fastavro would otherwise compare the two schemas on every record.
-        self._reader: Schema | None = None if reader == self._writer else reader
+    def __init__(self, writer_schema: Schema, reader_schema: Schema, *,
+                 max_nesting_depth: int = MAX_NESTING_DEPTH) -> None:
+        # Decided once: logical types, the nesting bound, and whether the schemas differ at all.
+        self._writer = prepare_writer(writer_schema, prepare_reader(reader_schema), max_nesting_depth)
 
     def decode(self, value: bytes | None) -> dict[str, Any]:
         if not value:
             raise DecodeError("record value is empty (a tombstone?)", error_class="EmptyValue")
-        return read_body(value, 0, self._writer, self._reader)
+        return self._writer.read(value, 0)

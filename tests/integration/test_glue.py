@@ -21,7 +21,7 @@ import fastavro
 import pytest
 
 from connector.decode import GlueWireDecoder, load_schema
-from connector.decode.base import RegistryUnavailable, canonical_schema_text
+from connector.decode.base import RegistryUnavailable, SchemaNotYetKnown, canonical_schema_text
 from connector.decode.glue_wire import glue_client
 from connector.records import DecodeError
 
@@ -114,7 +114,10 @@ def test_records_decode_with_the_writer_schema_glue_returns(glue: Any, registry:
 
 
 def test_an_unknown_version_and_a_json_schema_are_decode_errors(glue: Any, registry: str) -> None:
-    dec = GlueWireDecoder.from_client(glue, READER)
+    # An unknown version waits (retryable) up to decode.unknown_schema_retry_s, then is a decode error.
+    with pytest.raises(SchemaNotYetKnown):
+        GlueWireDecoder.from_client(glue, READER).decode(_frame(str(uuid.uuid4()), WRITER, _event(1), compress=False))
+    dec = GlueWireDecoder.from_client(glue, READER, unknown_schema_retry_s=0)
     with pytest.raises(DecodeError) as info:
         dec.decode(_frame(str(uuid.uuid4()), WRITER, _event(1), compress=False))
     assert info.value.error_class == "UnknownSchemaVersion"
@@ -169,8 +172,9 @@ def test_the_connector_delivers_glue_framed_records_end_to_end(
     produce_raw(stack.bootstrap, topic, records, partition_for=lambda i: 0)
     config = connector_config(bootstrap=stack.bootstrap, registry_url=None, emulator_url=emulator.url, topics=[topic],
                               group_id=group_id, tracking_id=tracking_id, dlq_topic=dlq,
-                              decode={"format": "glue"}, glue={"region": REGION, "endpoint_url": moto_glue,
-                                                                "registry_name": registry})
+                              # the unknown version above is never created: dead-letter it at once
+                              decode={"format": "glue", "unknown_schema_retry_s": 0},
+                              glue={"region": REGION, "endpoint_url": moto_glue, "registry_name": registry})
     code, summary = run_in_process(write(tmp_path, config))
     assert code == 0, summary
     received = {e["eventId"]: e for e in emulator.events(tracking_id)}

@@ -303,8 +303,11 @@ def test_the_connector_delivers_a_workload_exactly_once_through_kafka_python(
     topic, dlq = new_topic(partitions=3), new_topic(partitions=1, suffix="dlq")
     summary = produce(generate(6_000, 600, seed=23, bad_ratio=0.01), stack.bootstrap, stack.registry_url, topic,
                       progress=False)
+    # The workload's "unknown-schema-id" records use an id that is never registered: dead-letter
+    # them at once instead of waiting decode.unknown_schema_retry_s for it.
     config = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
-                              topics=[topic], group_id=group_id, tracking_id=tracking_id, dlq_topic=dlq)
+                              topics=[topic], group_id=group_id, tracking_id=tracking_id, dlq_topic=dlq,
+                              decode={"unknown_schema_retry_s": 0})
     worker = kafka_python_build(load_settings(write_config(tmp_path, config)))
     assert isinstance(worker._source, KafkaPythonSource)
     assert worker.run(exit_when_idle_s=3) == 0

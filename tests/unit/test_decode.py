@@ -19,10 +19,10 @@ from connector.decode import (
     PlainAvroDecoder,
     RegistryUnavailable,
     SchemaNotFound,
-    confluent_wire,
+    SchemaNotYetKnown,
     load_schema,
 )
-from connector.decode.base import canonical_schema_text
+from connector.decode.base import UNKNOWN_RECHECK_S, canonical_schema_text
 from connector.records import DecodeError, RecordError
 
 CANONICAL: dict[str, Any] = json.loads(canonical_schema_text())
@@ -60,9 +60,9 @@ class Registry:
         return self.schemas[schema_id]  # KeyError: unknown id
 
 
-def decoder(schemas: dict[int, dict[str, Any]] | None = None) -> tuple[ConfluentWireDecoder, Registry]:
+def decoder(schemas: dict[int, dict[str, Any]] | None = None, **options: Any) -> tuple[ConfluentWireDecoder, Registry]:
     registry = Registry(schemas if schemas is not None else {1: CANONICAL})
-    return ConfluentWireDecoder(registry, load_schema(None)), registry
+    return ConfluentWireDecoder(registry, load_schema(None), **options), registry
 
 
 def test_round_trip_of_the_canonical_record() -> None:
@@ -138,21 +138,84 @@ def test_truncated_body() -> None:
 
 
 def test_unknown_schema_id_names_the_id() -> None:
-    err = error_of(decoder()[0], framed(4242, avro(CANONICAL, record())))
+    err = error_of(decoder(unknown_schema_retry_s=0)[0], framed(4242, avro(CANONICAL, record())))
     assert err.error_class == "UnknownSchemaId" and "4242" in err.message
 
 
-def test_unknown_schema_id_is_asked_again_after_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
-    dec, registry = decoder({})
-    value = framed(9, avro(CANONICAL, record()))
+def test_an_unknown_schema_id_is_retryable_and_found_once_registered() -> None:
+    # Registries replicate asynchronously; a producer registers just before it produces. A 404 is
+    # "not yet", not a bad record: retryable (the worker rewinds and backs off), never dead-lettered.
     clock = [1000.0]
-    monkeypatch.setattr(confluent_wire.time, "monotonic", lambda: clock[0])
+    dec, registry = decoder({}, unknown_schema_retry_s=60, clock=lambda: clock[0])
+    value = framed(9, avro(CANONICAL, record()))
     for _ in range(3):
-        error_of(dec, value)
-    assert registry.calls == [9]  # negative-cached for a while
+        with pytest.raises(SchemaNotYetKnown, match="schema id 9 is not registered yet") as caught:
+            dec.decode(value)
+        assert isinstance(caught.value, RegistryUnavailable) and not isinstance(caught.value, RecordError)
+    assert registry.calls == [9]  # the miss is cached, briefly
     registry.schemas[9] = json.dumps(CANONICAL)
-    clock[0] += confluent_wire.UNKNOWN_ID_TTL_S + 1
+    clock[0] += UNKNOWN_RECHECK_S
     assert dec.decode(value)["sessionId"] == "s-1"
+    assert registry.calls == [9, 9]
+
+
+def test_an_id_unknown_for_longer_than_the_bound_is_dead_lettered_and_asked_once_a_second() -> None:
+    clock = [1000.0]
+    dec, registry = decoder({}, unknown_schema_retry_s=30, clock=lambda: clock[0])
+    value = framed(9, avro(CANONICAL, record()))
+    for _ in range(29):
+        with pytest.raises(SchemaNotYetKnown):
+            dec.decode(value)
+        clock[0] += 1
+    assert len(registry.calls) == 29
+    clock[0] += 1  # unknown for 30 s now
+    err = error_of(dec, value)
+    assert err.error_class == "UnknownSchemaId"
+    assert "unknown for 30 s" in err.message and "decode.unknown_schema_retry_s" in err.message
+    for _ in range(100):  # a backlog of records with that id: dead-lettered without a request each
+        assert error_of(dec, value).error_class == "UnknownSchemaId"
+    assert len(registry.calls) == 30
+    # Registered after all: the next record after the recheck interval is decoded.
+    registry.schemas[9] = json.dumps(CANONICAL)
+    clock[0] += UNKNOWN_RECHECK_S
+    assert dec.decode(value)["sessionId"] == "s-1"
+
+
+def test_ids_waiting_together_have_their_own_bounds() -> None:
+    clock = [1000.0]
+    dec, _ = decoder({}, unknown_schema_retry_s=10, clock=lambda: clock[0])
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed(1, b"\x00"))
+    clock[0] += 5
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed(2, b"\x00"))
+    clock[0] += 5
+    assert error_of(dec, framed(1, b"\x00")).error_class == "UnknownSchemaId"
+    with pytest.raises(SchemaNotYetKnown):  # already waiting when id 1 was given up on: keeps its wait
+        dec.decode(framed(2, b"\x00"))
+    clock[0] += 5
+    assert error_of(dec, framed(2, b"\x00")).error_class == "UnknownSchemaId"
+
+
+def test_a_burst_of_distinct_unknown_ids_costs_one_wait_not_one_per_id() -> None:
+    """Garbage that only looks framed (plain Avro starting with a null union branch is 0x00 too)
+    carries a different "id" in every record; waiting the bound for each would block the partition."""
+    clock = [1000.0]
+    dec, registry = decoder({}, unknown_schema_retry_s=60, clock=lambda: clock[0])
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed(1, b"\x00"))
+    clock[0] += 60
+    assert error_of(dec, framed(1, b"\x00")).error_class == "UnknownSchemaId"
+    for schema_id in range(2, 200):  # each a new id, one registry request each, none waited for
+        clock[0] += 0.5
+        err = error_of(dec, framed(schema_id, b"\x00"))
+        assert err.error_class == "UnknownSchemaId" and "not waited for" in err.message
+        assert error_of(dec, framed(schema_id, b"\x00")).error_class == "UnknownSchemaId"  # and it stays so
+    assert len(registry.calls) == 1 + 1 + 198
+    # A quiet minute later, a new unknown id is waited for again (a schema registered late).
+    clock[0] += 61
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed(500, b"\x00"))
 
 
 def test_registry_outage_is_not_a_record_error() -> None:
@@ -171,7 +234,8 @@ def test_schema_not_found_from_a_fetcher_is_an_unknown_id() -> None:
         raise SchemaNotFound(schema_id)
 
     dec = ConfluentWireDecoder(fetch, load_schema(None))
-    assert error_of(dec, framed(3, b"")).error_class == "UnknownSchemaId"
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed(3, b""))
 
 
 def test_corrupt_body() -> None:
@@ -214,7 +278,8 @@ def test_registry_client_adapter() -> None:
     schema_id = client.register_schema("interactions-value", Schema(json.dumps(CANONICAL), "AVRO"))
     dec = ConfluentWireDecoder.from_registry(client, load_schema(None))
     assert dec.decode(framed(schema_id, avro(CANONICAL, record())))["eventId"] == "e-1"
-    assert error_of(dec, framed(schema_id + 1000, b"")).error_class == "UnknownSchemaId"
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed(schema_id + 1000, b""))
 
 
 def test_plain_decoder_round_trip_and_evolution() -> None:
@@ -243,5 +308,6 @@ def test_arbitrary_bytes_only_ever_raise_decode_error(body: bytes) -> None:
     dec, _ = decoder()
     plain = PlainAvroDecoder(CANONICAL, load_schema(None))
     for d, value in ((dec, framed(1, body)), (dec, body), (plain, body)):
-        with contextlib.suppress(DecodeError):
+        # An id the registry does not know is retryable for a while, never an exception of another kind.
+        with contextlib.suppress(DecodeError, SchemaNotYetKnown):
             d.decode(value)

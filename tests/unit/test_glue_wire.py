@@ -17,9 +17,8 @@ import pytest
 from botocore.stub import Stubber
 
 from connector.decode import GlueWireDecoder, build_decoder, load_schema
-from connector.decode.base import RegistryUnavailable
+from connector.decode.base import UNKNOWN_RECHECK_S, RegistryUnavailable, SchemaNotYetKnown
 from connector.decode.glue_wire import (
-    UNKNOWN_VERSION_TTL_S,
     GlueSchemaVersion,
     SchemaVersionNotFound,
     glue_client,
@@ -149,19 +148,34 @@ def test_a_zlib_body_that_inflates_past_the_bound_is_corrupt(registry: Registry,
     assert error_class(decoder(registry), framed) == "CorruptBody"
 
 
-def test_an_unknown_version_is_negative_cached_for_a_while(registry: Registry) -> None:
+def test_an_unknown_version_waits_briefly_cached_and_is_found_once_created(registry: Registry) -> None:
     now = [1000.0]
-    dec = decoder(registry, clock=lambda: now[0])
+    dec = decoder(registry, clock=lambda: now[0], unknown_schema_retry_s=60)
     unknown = uuid.UUID(int=42)
     framed = glue_frame(unknown, b"\x00")
-    assert error_class(dec, framed) == "UnknownSchemaVersion"
-    assert error_class(dec, framed) == "UnknownSchemaVersion"
+    for _ in range(3):  # retryable, not a dead letter; Glue asked once per recheck interval
+        with pytest.raises(SchemaNotYetKnown, match=str(unknown)):
+            dec.decode(framed)
     assert registry.calls == [unknown]
-    # Registered a moment later (a producer racing its own registration): found after the TTL.
+    # Created a moment later (a producer racing its own registration): found at the next recheck.
     registry.versions[unknown] = GlueSchemaVersion("AVRO", _schema_text())
-    now[0] += UNKNOWN_VERSION_TTL_S + 1
+    now[0] += UNKNOWN_RECHECK_S
     assert dec.decode(glue_frame(unknown, avro(json.loads(_schema_text()), event(3)))) == as_read(event(3))
     assert registry.calls == [unknown, unknown]
+
+
+def test_a_version_unknown_for_longer_than_the_bound_is_dead_lettered(registry: Registry) -> None:
+    now = [1000.0]
+    dec = decoder(registry, clock=lambda: now[0], unknown_schema_retry_s=60)
+    framed = glue_frame(uuid.UUID(int=43), b"\x00")
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed)
+    now[0] += 59.5
+    with pytest.raises(SchemaNotYetKnown):
+        dec.decode(framed)
+    now[0] += 0.5
+    assert error_class(dec, framed) == "UnknownSchemaVersion"
+    assert len(registry.calls) == 2  # the last answer was 0.5 s old: not asked again
 
 
 def test_registry_outages_are_retryable_and_not_cached(registry: Registry) -> None:
