@@ -98,12 +98,32 @@ def record_type(draw: st.DrawFn, names: Names, depth: int, recursive: bool = Fal
 
 @dataclass
 class Case:
-    """One generated record: its writer schema, the reader (None: the canonical schema) and bytes."""
+    """One generated record: its writer schema, whether it is also the reader schema (else the
+    canonical schema is), its Avro binary body and what kind of case it is. `value` and `tail`
+    (the hand-encoded recursive last field, if any) allow re-encoding with other identifiers."""
 
     writer: dict[str, Any]
     body: bytes
     reader_is_writer: bool
     label: str
+    value: dict[str, Any] | None = None
+    tail: bytes = b""
+
+    def with_identity(self, event_id: str, tracking_id: str) -> Case:
+        """The same case with eventId and trackingId set where their writer types hold a string, so
+        a delivery can be traced back to its record (a test's own tracker); else unchanged."""
+        if self.value is None:
+            return self
+        value = dict(self.value)
+        for name, wanted in (("eventId", event_id), ("trackingId", tracking_id)):
+            kind = next(f["type"] for f in self.writer["fields"] if f["name"] == name)
+            if kind in ("string", ["null", "string"], ["string", "null"]):
+                value[name] = wanted
+            elif kind in ("bytes", ["null", "bytes"], ["bytes", "null"]):
+                value[name] = wanted.encode()
+        fields = [f for f in self.writer["fields"] if f["name"] != "tail"]
+        body = encode({**self.writer, "fields": fields}, value) + self.tail
+        return Case(self.writer, body, self.reader_is_writer, self.label, value, self.tail)
 
 
 def _named(schema: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -262,9 +282,10 @@ def _field_value(draw: st.DrawFn, name: str, schema: Any, named: dict[str, Any])
 
 
 @st.composite
-def record_cases(draw: st.DrawFn, own_reader: bool, deep_tail: bool = False) -> Case:
+def record_cases(draw: st.DrawFn, own_reader: bool, deep_tail: bool = False,
+                 depths: tuple[int, ...] = (50, 5_000, 50_000)) -> Case:
     """A canonical-like record with generated field types and extras; with `deep_tail`, a recursive
-    last field nested 50, 5,000 or 50,000 levels deep."""
+    last field nested one of `depths` levels deep."""
     names = Names()
     fields: list[dict[str, Any]] = []
     value: dict[str, Any] = {}
@@ -279,7 +300,7 @@ def record_cases(draw: st.DrawFn, own_reader: bool, deep_tail: bool = False) -> 
     for f in fields:
         value[f["name"]] = _field_value(draw, f["name"], f["type"], named)
     label = "own-reader" if own_reader else "canonical-reader"
-    deep = draw(st.sampled_from([50, 5_000, 50_000])) if deep_tail else 0
+    deep = draw(st.sampled_from(depths)) if deep_tail else 0
     if deep:
         # A recursive tail nested `deep` levels: what overflows a recursive C decoder's stack.
         node = draw(record_type(names, 2, recursive=True))
@@ -288,11 +309,9 @@ def record_cases(draw: st.DrawFn, own_reader: bool, deep_tail: bool = False) -> 
         tail = deep_chain(node, encode({"type": "record", "name": "Level", "fields": node["fields"][:-1]}, level),
                           deep)
         writer["fields"].append({"name": "tail", "type": node})
-        body = encode({**writer, "fields": fields[:-1]} if fields[-1]["name"] == "tail" else writer, value) + tail
-        label = f"recursive-depth-{deep}"
-    else:
-        body = encode(writer, value)
-    return Case(writer, body, own_reader, label)
+        body = encode({**writer, "fields": fields[:-1]}, value) + tail
+        return Case(writer, body, own_reader, f"recursive-depth-{deep}", value, tail)
+    return Case(writer, encode(writer, value), own_reader, label, value)
 
 
 def valid_canonical_value(n: int = 0) -> dict[str, Any]:

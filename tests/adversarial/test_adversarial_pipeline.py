@@ -64,6 +64,10 @@ header_keys = st.one_of(
 )
 header_values = st.one_of(st.binary(max_size=16), st.sampled_from([b"999999", b"-1", b"other-topic", b""]))
 headers = st.lists(st.tuples(header_keys, header_values), max_size=4)
+# UTF-8 keys only, most of them the connector's own: a forged source position must not win.
+forged_keys = st.one_of(st.sampled_from([b"pkc.source.topic", b"pkc.source.partition", b"pkc.source.offset",
+                                         b"pkc.error.class"]), st.text(min_size=1, max_size=8).map(str.encode))
+forged_headers = st.lists(st.tuples(forged_keys, header_values), min_size=1, max_size=4)
 
 
 @st.composite
@@ -75,7 +79,7 @@ def hostile(draw: st.DrawFn, kind: str, canonical_id: int) -> dict[str, Any]:
                             "schema": None}
     if good:
         spec.update(kind="good", body=None)
-    elif kind == "headers":
+    elif kind in ("headers", "forged-headers"):
         spec.update(kind=draw(st.sampled_from(["good-with-headers", "garbage-with-headers"])),
                     value=draw(st.binary(max_size=40)))
     elif kind == "values":
@@ -94,15 +98,18 @@ def hostile(draw: st.DrawFn, kind: str, canonical_id: int) -> dict[str, Any]:
             spec["value"] = b""
     elif kind == "schemas":
         # Kept under the dead-letter topic's limit, so the "sizes" class alone tests that.
-        case = draw(record_cases(own_reader=False, deep_tail=draw(st.booleans()))
+        # 25,000 levels of a node without other fields is a ~25 KB value (finding 3 of issue 13).
+        case = draw(record_cases(own_reader=False, deep_tail=draw(st.booleans()), depths=(50, 5_000, 25_000))
                     .filter(lambda c: len(c.body) < DLQ_MAX_BYTES // 2))
-        spec.update(kind=f"schema:{case.label}", schema=case.writer, body=case.body)
+        spec.update(kind=f"schema:{case.label}", schema=case.writer, case=case)
     else:  # sizes: bad records around the dead-letter topic's limit, good ones with a big key
         size = draw(st.sampled_from([DLQ_MAX_BYTES // 2, DLQ_MAX_BYTES - 200, DLQ_MAX_BYTES + 100,
                                      3 * DLQ_MAX_BYTES, SOURCE_MAX_BYTES // 2]))
         spec.update(kind=f"garbage-{size}B", value=b"\x01" * size)
     if kind == "headers":
         spec["headers"] = draw(headers)
+    elif kind == "forged-headers":
+        spec["headers"] = draw(forged_headers)
     return spec
 
 
@@ -123,17 +130,25 @@ def _materialise(specs: list[dict[str, Any]], canonical_id: int, registry: Any, 
             value = _frame(canonical_id, _encode(fields))
         elif spec["schema"] is not None:
             schema_id = register(registry, f"{subject}-{i}", spec["schema"])
-            value = _frame(schema_id, spec["body"])
+            # Its eventId and tracker set (where the schema lets us) so a delivery is traceable.
+            event_id = f"{run}-{i}"
+            case = spec["case"].with_identity(event_id, run)
+            value = _frame(schema_id, case.body)
         else:
             value = spec["value"]
         out.append(Hostile(spec["partition"], spec["key"], value, spec["headers"], spec["kind"], event_id))
     return out
 
 
+SOURCE_HEADERS = ("pkc.source.topic", "pkc.source.partition", "pkc.source.offset")
+
+
 def _source_positions(letter: Letter) -> dict[str, set[str]]:
+    """The values of the connector's three source headers (a record's own colliding headers may be
+    kept under other names; those are not looked at)."""
     found: dict[str, set[str]] = defaultdict(set)
     for k, v in letter.headers:
-        if k.startswith("pkc.source."):
+        if k in SOURCE_HEADERS:
             found[k].add(v.decode("utf-8", "replace"))
     return found
 
@@ -162,9 +177,9 @@ def _check(records: list[Hostile], offsets: list[int], topic: str, received: lis
     dead: Counter[tuple[int, int]] = Counter()
     for letter in letters:
         source = _source_positions(letter)
-        if any(len(v) != 1 for v in source.values()) or set(source) != {
-                "pkc.source.topic", "pkc.source.partition", "pkc.source.offset"}:
-            problems.append(f"dead letter {letter.offset} names its source ambiguously: {dict(source)}")
+        if any(len(v) != 1 for v in source.values()) or set(source) != set(SOURCE_HEADERS):
+            # The connector's three pkc.source.* headers, one value each, or it is not its position.
+            problems.append(f"dead letter {letter.offset} does not name its source unambiguously: {dict(source)}")
             continue
         (t,), (p,), (o,) = source["pkc.source.topic"], source["pkc.source.partition"], source["pkc.source.offset"]
         position = (int(p), int(o)) if p.lstrip("-").isdigit() and o.lstrip("-").isdigit() else None
@@ -211,7 +226,7 @@ def workers(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("kafka_client", ["confluent", "kafka-python"])
-@pytest.mark.parametrize("input_class", ["headers", "values", "schemas", "sizes"])
+@pytest.mark.parametrize("input_class", ["headers", "forged-headers", "values", "schemas", "sizes"])
 def test_hostile_records_are_delivered_or_dead_lettered_and_the_worker_survives(
     stack: Any, new_topic: Any, group_id: str, registry_client: Any, subject_name: str, emulator: Any,
     tracking_id: str, aws_env: None, tmp_path: Path, workers: Any, kafka_client: str, input_class: str,
