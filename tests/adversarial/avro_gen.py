@@ -17,14 +17,14 @@ import io
 import json
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fastavro
 from hypothesis import strategies as st
 
 CANONICAL: dict[str, Any] = json.loads(
-    (__import__("pathlib").Path(__file__).resolve().parents[2] / "avro_schemas" / "interaction_event.avsc")
-    .read_text())
+    (Path(__file__).resolve().parents[2] / "avro_schemas" / "interaction_event.avsc").read_text())
 
 PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
 # (logicalType, underlying type) of the Avro 1.11 specification ("decimal" and "duration" separately).

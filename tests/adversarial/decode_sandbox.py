@@ -15,7 +15,8 @@ mapping. Outcomes:
 - `record-error:<stage>/<class>`: a RecordError (the worker dead-letters it);
 - `escaped:<type>`: any other exception (the worker would crash on it);
 - `invalid-output:<what>`: an event came out that the service cannot accept as JSON;
-- `crashed:<signal>`: the child died.
+- `crashed:<signal>`: the child died;
+- `hung`: no outcome within CASE_TIMEOUT_S (the child is killed and replaced).
 """
 
 from __future__ import annotations
@@ -25,23 +26,50 @@ import json
 import math
 import os
 import pickle
+import select
 import signal
 import struct
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_ID = 1
-CHILD_START_TIMEOUT_S = 60.0
+# A case that takes longer than this (start-up of a fresh child included) counts as a hang.
+CASE_TIMEOUT_S = 60.0
+
+
+class Hung(Exception):
+    pass
 
 
 def _frame_write(out: IO[bytes], obj: Any) -> None:
     data = pickle.dumps(obj)
     out.write(struct.pack(">I", len(data)) + data)
     out.flush()
+
+
+def _read_exactly(fd: int, size: int, deadline: float) -> bytes:
+    """`size` bytes from the pipe `fd`; EOFError if it closes first, Hung past `deadline`."""
+    data = b""
+    while len(data) < size:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise Hung
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _frame_read_within(fd: int, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    (size,) = struct.unpack(">I", _read_exactly(fd, 4, deadline))
+    return pickle.loads(_read_exactly(fd, size, deadline))
 
 
 def _frame_read(src: IO[bytes]) -> Any:
@@ -75,8 +103,14 @@ class DecodeSandbox:
         assert child.stdin is not None and child.stdout is not None
         try:
             _frame_write(child.stdin, (json.dumps(writer) if writer else None, value, reader_is_writer))
-            result: tuple[str, str] = _frame_read(child.stdout)
+            result: tuple[str, str] = _frame_read_within(child.stdout.fileno(), CASE_TIMEOUT_S)
             return result
+        except Hung:
+            child.kill()
+            child.wait()
+            self._child = None
+            self.restarts += 1
+            return "hung", f"no outcome within {CASE_TIMEOUT_S:.0f}s (decode or map loops?)"
         except (EOFError, BrokenPipeError, OSError):
             code = child.wait(30)
             self._child = None

@@ -27,7 +27,7 @@ from connector.decode.base import load_schema
 
 RUN = settings(deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
                suppress_health_check=list(HealthCheck))
-FAILURE_PREFIXES = ("escaped:", "crashed:", "invalid-output:")
+FAILURE_PREFIXES = ("escaped:", "crashed:", "invalid-output:", "hung")
 
 
 @pytest.fixture(scope="module")

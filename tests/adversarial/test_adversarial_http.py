@@ -24,8 +24,6 @@ from connector.ratelimit import AdaptiveRateLimiter
 from connector.records import Batch, Event, SessionKey, SourceRecord
 from connector.sink import Backoff, PutEventsSink, make_client
 
-pytestmark = pytest.mark.integration
-
 SENT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 INVALID_CODES = ("InvalidInputException", "ValidationException", "SerializationException")
 OTHER_CODES = ("ThrottlingException", "InternalFailure", "ServiceUnavailable", "ResourceNotFoundException",

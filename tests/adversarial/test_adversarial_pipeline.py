@@ -188,6 +188,8 @@ def _check(records: list[Hostile], offsets: list[int], topic: str, received: lis
             continue
         _, record = by_position[position]
         marked = any("trunc" in k or "omit" in k or "size" in k for k, _ in letter.headers if k.startswith("pkc."))
+        if letter.key != record.key:
+            problems.append(f"dead letter {letter.offset} for {position} ({record.kind}) does not carry its key")
         if letter.value != record.value and not marked:
             problems.append(f"dead letter {letter.offset} for {position} ({record.kind}) does not carry its value")
             continue
