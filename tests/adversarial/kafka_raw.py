@@ -7,8 +7,11 @@ a `str` whose `encode` yields the raw bytes: what a producer in another language
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import textwrap
 import time
-import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,32 +64,55 @@ class Letter:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes]]  # keys are RawHeaderKey: text (U+FFFD for bad bytes) + .raw
+
+    def raw_header_keys(self) -> list[bytes]:
+        return [k.raw if isinstance(k, RawHeaderKey) else k.encode() for k, _ in self.headers]
+
+
+@contextlib.contextmanager
+def _header_keys_as_bytes() -> Iterator[None]:
+    """kafka-python decodes header keys as strict UTF-8 and raises on anything else; while reading a
+    dead-letter topic back, make them RawHeaderKey instead (the exact bytes stay available).
+    Both Kafka clients refuse such keys, so the test reader needs this; it is patched in the test
+    process only (workers are subprocesses) and restored afterwards."""
+    from kafka.record import default_records
+
+    cls = default_records.DefaultRecordBatch
+    original = cls._read_msg
+    source = textwrap.dedent(inspect.getsource(original))
+    strict = 'h_key = buffer[pos: pos + h_key_len].decode("utf-8")'
+    assert strict in source, "kafka-python's record reader changed; update _header_keys_as_bytes"
+    namespace: dict[str, Any] = {}
+    patched = source.replace(strict, "h_key = RawHeaderKey(bytes(buffer[pos: pos + h_key_len]))")
+    exec(patched, {**vars(default_records), "RawHeaderKey": RawHeaderKey}, namespace)
+    cls._read_msg = namespace["_read_msg"]
+    try:
+        yield
+    finally:
+        cls._read_msg = original
 
 
 def read_all(bootstrap: str, topic: str, timeout_s: float = 60) -> list[Letter]:
-    """Every record of `topic` (no group, no commit), headers as confluent-kafka gives them."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Every record of `topic` from the beginning to its end offsets (no group, no commit)."""
+    from kafka import KafkaConsumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        positions = dict.fromkeys(partitions, 0)
-        out: list[Letter] = []
-        deadline = time.monotonic() + timeout_s
-        while any(positions[p] < ends[p] for p in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"read {len(out)} records of {topic}: positions {positions}, ends {ends}")
-            for msg in consumer.consume(500, 0.5):
-                if msg.error():
-                    continue
-                headers: Any = msg.headers() or []
-                out.append(Letter(msg.partition(), msg.offset(), msg.key(), msg.value(),
-                                  [(k, v or b"") for k, v in headers]))
-                positions[msg.partition()] = msg.offset() + 1
-        return out
-    finally:
-        consumer.close()
+    with _header_keys_as_bytes():
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                 max_partition_fetch_bytes=16 * 1024 * 1024)
+        try:
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            ends = consumer.end_offsets(partitions)
+            out: list[Letter] = []
+            deadline = time.monotonic() + timeout_s
+            while any(consumer.position(tp) < ends[tp] for tp in partitions):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"read {len(out)} records of {topic}; ends {ends}")
+                for records in consumer.poll(timeout_ms=500).values():
+                    out.extend(Letter(r.partition, r.offset, r.key, r.value, [(k, v or b"") for k, v in r.headers])
+                               for r in records)
+            return out
+        finally:
+            consumer.close()
