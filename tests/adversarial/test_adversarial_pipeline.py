@@ -44,6 +44,7 @@ DLQ_MAX_BYTES = 64 * 1024  # the dead-letter topic's max.message.bytes: smaller 
 SOURCE_MAX_BYTES = 1024 * 1024
 IDLE_S = 6.0
 UNKNOWN_SCHEMA_ID = 2_000_000_001  # never registered
+PADDED = {**CANONICAL, "fields": [*CANONICAL["fields"], {"name": "padding", "type": "string"}]}
 RUN = settings(max_examples=GENERATED_LISTS, deadline=None, database=None, derandomize=True,
                phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 
@@ -105,10 +106,14 @@ def hostile(draw: st.DrawFn, kind: str, canonical_id: int) -> dict[str, Any]:
         case = draw(record_cases(own_reader=False, deep_tail=draw(st.booleans()), depths=(50, 5_000, 25_000))
                     .filter(lambda c: len(c.body) < DLQ_MAX_BYTES // 2))
         spec.update(kind=f"schema:{case.label}", schema=case.writer, case=case)
-    else:  # sizes: bad records around the dead-letter topic's limit, good ones with a big key
+    else:  # sizes: records around the dead-letter topic's limit, bad ones and good padded ones
         size = draw(st.sampled_from([DLQ_MAX_BYTES // 2, DLQ_MAX_BYTES - 200, DLQ_MAX_BYTES + 100,
                                      3 * DLQ_MAX_BYTES, SOURCE_MAX_BYTES // 2]))
-        spec.update(kind=f"garbage-{size}B", value=b"\x01" * size)
+        if draw(st.booleans()):
+            spec.update(kind=f"garbage-{size}B", value=b"\x01" * size)
+        else:
+            # A valid event whose writer schema adds a field the reader skips: big, but deliverable.
+            spec.update(kind=f"good-padded-{size}B", padding=size)
     if kind == "headers":
         spec["headers"] = draw(headers)
     elif kind == "forged-headers":
@@ -120,6 +125,7 @@ def _materialise(specs: list[dict[str, Any]], canonical_id: int, registry: Any, 
                  run: str) -> list[Hostile]:
     """Register the generated writer schemas and build each record's bytes."""
     out = []
+    padded_id = register(registry, f"{subject}-padded", PADDED)
     for i, spec in enumerate(specs):
         event_id = None
         value: bytes | None
@@ -131,6 +137,10 @@ def _materialise(specs: list[dict[str, Any]], canonical_id: int, registry: Any, 
             if spec["kind"] == "nan-property":
                 fields["properties"] = {"score": float("nan")}
             value = _frame(canonical_id, _encode(fields))
+        elif "padding" in spec:
+            fields = {**valid_canonical_value(), "padding": "p" * spec["padding"]}
+            event_id = fields["eventId"] = f"{run}-{i}"
+            value = _frame(padded_id, _encode(fields, PADDED))
         elif spec["schema"] is not None:
             schema_id = register(registry, f"{subject}-{i}", spec["schema"])
             # Its eventId and tracker set (where the schema lets us) so a delivery is traceable.
