@@ -13,6 +13,8 @@ mapping. Outcomes:
 
 - `mapped`: an event came out, and it is valid JSON for the API (no NaN/Infinity anywhere);
 - `record-error:<stage>/<class>`: a RecordError (the worker dead-letters it);
+- `retry-later:<type>`: an exception the worker treats as "not the record's fault, read it again
+  later" (connector/app.py's `retryable_decode_errors`, today RegistryUnavailable; keep in step);
 - `escaped:<type>`: any other exception (the worker would crash on it);
 - `invalid-output:<what>`: an event came out that the service cannot accept as JSON;
 - `crashed:<signal>`: the child died;
@@ -165,7 +167,7 @@ def _child_main() -> None:
     src = sys.stdin.buffer
 
     from connector.config import MappingConfig
-    from connector.decode.base import load_schema, parse
+    from connector.decode.base import RegistryUnavailable, load_schema, parse
     from connector.decode.confluent_wire import ConfluentWireDecoder, SchemaNotFound
     from connector.events import EventMapper
     from connector.records import RecordError, SourceRecord
@@ -195,6 +197,8 @@ def _child_main() -> None:
             result = ("mapped", "") if problem is None else (f"invalid-output:{problem}", repr(event.body)[:300])
         except RecordError as exc:
             result = (f"record-error:{exc.stage}/{exc.error_class}", exc.message[:300])
+        except RegistryUnavailable as exc:  # connector/app.py's retryable_decode_errors
+            result = (f"retry-later:{type(exc).__name__}", str(exc)[:300])
         except BaseException as exc:  # the point: anything else is a finding
             result = (f"escaped:{type(exc).__name__}", "".join(traceback.format_exception(exc))[-1500:])
         _frame_write(out, result)
