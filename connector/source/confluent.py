@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Mapping
 from typing import Any, cast
@@ -228,13 +229,25 @@ def record_headers(msg: Any) -> tuple[tuple[tuple[str, bytes], ...], str | None]
     """A message's headers, and why they are missing if they cannot be read.
 
     confluent-kafka decodes header keys as UTF-8 in Message.headers() and has no way to get their
-    bytes: a key that is not UTF-8 makes headers() raise (SystemError over a UnicodeDecodeError) for
-    the whole list. The record itself is still good (key, value, position), so it is processed
-    without headers and its dead letter says so (pkc.source.headers_unreadable).
+    bytes: a key that is not UTF-8 breaks the whole list (a SystemError over a UnicodeDecodeError,
+    now or at the next C call, and a NULL where the key should be). The record itself is still good
+    (key, value, position), so it is processed without headers and its dead letter says so
+    (pkc.source.headers_unreadable).
     """
     try:
         headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+        # The client leaves a NULL in the tuple of every key it could not decode, and leaves the
+        # decode error pending, which surfaces as a SystemError at the next C call, not always at
+        # headers() itself: so the check below must run inside this try. gc.get_referents() walks
+        # objects through their C traversal, which skips NULLs: it sees them without reading them
+        # (reading a NULL slot crashes the interpreter).
+        slots = gc.get_referents(headers) if headers else []
+        broken = len(slots) != len(headers or ()) or any(len(gc.get_referents(pair)) != 2 for pair in slots)
     except (SystemError, UnicodeDecodeError):
+        headers, broken = None, True
+    if broken:
+        # The message caches the broken list; replace it so that nothing can read it again.
+        msg.set_headers([])
         return (), HEADERS_UNREADABLE
     return (tuple((k, v or b"") for k, v in headers) if headers else ()), None
 

@@ -166,6 +166,16 @@ def _source_positions(letter: Letter) -> dict[str, set[str]]:
     return found
 
 
+def _kept_as(key: bytes) -> bytes:
+    """How a dead letter keeps an original header key (connector.dlq's documented contract): names the
+    connector writes itself are kept under `pkc.original.<name>`, keys that are not UTF-8 are written
+    with backslash escapes (and listed in pkc.source.header_keys_escaped); values stay byte-exact."""
+    name = key.decode("utf-8", "surrogateescape")
+    if name.startswith(("pkc.", "__connect.errors.")):
+        name = "pkc.original." + name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").encode()
+
+
 def _check(records: list[Hostile], offsets: list[int], topic: str, received: list[dict[str, Any]],
            letters: list[Letter], committed: dict[int, int], ends: dict[int, int], tally: Tally) -> list[str]:
     problems: list[str] = []
@@ -202,7 +212,11 @@ def _check(records: list[Hostile], offsets: list[int], topic: str, received: lis
         _, record = by_position[position]
         marked = any("trunc" in k or "omit" in k or "size" in k for k, _ in letter.headers if k.startswith("pkc."))
         kept = Counter(zip(letter.raw_header_keys(), (v for _, v in letter.headers), strict=True))
-        originals = Counter((k, v) for k, v in record.headers if not k.startswith(b"pkc."))
+        originals = Counter((_kept_as(k), v) for k, v in record.headers)
+        if any(k == b"pkc.source.headers_unreadable" for k, _ in kept):
+            # confluent-kafka cannot read a record's headers at all when one key is not UTF-8:
+            # documented, and the dead letter says so; the values and position are still checked.
+            originals = Counter()
         if originals - kept:
             problems.append(f"dead letter {letter.offset} for {position} lost original headers {originals - kept}")
         if letter.key != record.key:
@@ -271,7 +285,10 @@ def test_hostile_records_are_delivered_or_dead_lettered_and_the_worker_survives(
     config = connector_config(
         client=kafka_client, bootstrap=stack.bootstrap, registry_url=stack.registry_url,
         emulator_url=emulator.url, topics=[topic], group_id=group_id, tracking_id=tracking_id,
-        dlq_topic=dlq, dlq={"max_consecutive_failures": 0}, batching={"linger_ms": 100},
+        dlq_topic=dlq, batching={"linger_ms": 100},
+        # Hostile lists are mostly bad on purpose: no stall limit may hold them, and an id that is
+        # never registered is given up on quickly (the wait itself is tested in test_hostile_avro).
+        dlq={"max_consecutive_failures": 0, "max_failure_ratio": 0}, decode={"unknown_schema_retry_s": 2},
     )
     worker = workers(write_config(tmp_path, config), "adversarial", exit_when_idle=IDLE_S)
     code = worker.wait(timeout=240)
