@@ -5,8 +5,9 @@ body of a 2xx answer: a load balancer's HTML page, a captive portal or a truncat
 served with status 200 would count as "delivered" and the offsets would be committed past events
 that never reached Personalize. The service documents its success answer as "an HTTP 200 response
 with an empty HTTP body" (PutEvents API reference, "Response Elements"); the emulator answers `{}`.
-So a 2xx is a success only when its body is empty or a JSON object that is not an error document;
-anything else is a `MalformedResponse`, a transient failure: retried, logged, counted.
+So a 2xx is a success only when it carries the service's `x-amzn-RequestId` header and its body is
+empty or a JSON object that is not an error document; anything else is a `MalformedResponse`, a
+transient failure: retried, logged, counted.
 
 Both HTTP clients use the same rule: boto3 clients through an `after-call` event handler
 (`install`), the lean client by calling `check_success` itself.
@@ -55,6 +56,16 @@ def malformed_reason(status: int, headers: Mapping[str, str], body: bytes) -> st
         # botocore reads these bodies without enforcing Content-Length: a connection closed early
         # by a proxy leaves a prefix that may even parse.
         return f"a body cut short ({len(body)} of the {declared} bytes announced)"
+    reason = _body_reason(body, lowered)
+    if reason is None and "x-amzn-requestid" not in lowered:
+        # Every answer of the service carries its request id. Without one this is not the API's
+        # answer: a proxy's or portal's empty 200, or a header block cut short by a closed connection.
+        return "no x-amzn-RequestId header (every answer of the service carries one)"
+    return reason
+
+
+def _body_reason(body: bytes, lowered: Mapping[str, str]) -> str | None:
+    """Why a 2xx body is not the API's success body (empty or a JSON object), or None."""
     if not body.strip():
         return None  # what the service sends
     try:

@@ -6,15 +6,17 @@ import pytest
 
 from connector.api_response import MalformedResponse, check_success, malformed_reason
 
+RID = "x-amzn-RequestId"
+
 
 @pytest.mark.parametrize(
     ("headers", "body"),
     [
-        ({}, b""),  # what the service documents: "an HTTP 200 response with an empty HTTP body"
-        ({"Content-Length": "0"}, b""),
-        ({"Content-Type": "application/json", "Content-Length": "2"}, b"{}"),  # what the emulator sends
-        ({}, b' {"someFutureOutputMember": 1} '),  # output members added later must not break delivery
-        ({}, b"\n"),
+        ({RID: "r"}, b""),  # what the service documents: "an HTTP 200 response with an empty HTTP body"
+        ({"Content-Length": "0", RID: "r"}, b""),
+        ({"Content-Type": "application/json", "Content-Length": "2", "x-amzn-requestid": "r"}, b"{}"),  # emulator
+        ({RID: "r"}, b' {"someFutureOutputMember": 1} '),  # output members added later must not break delivery
+        ({RID: "r"}, b"\n"),
     ],
 )
 def test_well_formed_successes(headers: dict[str, str], body: bytes) -> None:
@@ -36,6 +38,9 @@ def test_well_formed_successes(headers: dict[str, str], body: bytes) -> None:
         ({}, b'{"__type": "InternalFailure", "message": "x"}', "an error document (keys __type, message)"),
         ({"x-amzn-ErrorType": "InternalFailure"}, b"{}", "an error type header"),
         ({"Content-Length": "64"}, b"{}", "a body cut short (2 of the 64 bytes announced)"),
+        # A captive portal's empty 200, or "HTTP/1.1 200 OK" followed by a closed connection.
+        ({}, b"", "no x-amzn-RequestId header"),
+        ({"Content-Type": "application/json"}, b"{}", "no x-amzn-RequestId header"),
     ],
 )
 def test_anything_else_is_malformed(headers: dict[str, str], body: bytes, reason: str) -> None:

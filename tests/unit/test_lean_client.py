@@ -47,7 +47,7 @@ class Boto3Capture:
     def __init__(self, endpoint_url: str | None = None) -> None:
         self.client = make_client(REGION, endpoint_url, max_pool_connections=4)
         self.requests: list[AWSRequest] = []
-        self.response: tuple[int, dict[str, str], bytes] = (200, {}, b"{}")
+        self.response: tuple[int, dict[str, str], bytes] = (200, {"x-amzn-RequestId": "captured"}, b"{}")
         self.client.meta.events.register("before-send.*", self._before_send)
 
     def _before_send(self, request: AWSRequest, **_: Any) -> AWSResponse:
