@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fixtures.inmemory import InMemoryDeadLetters, WorkerHarness, reject
+from fixtures.inmemory import InMemoryDeadLetters, WorkerHarness, abandon, reject
 
 from connector.offsets import decode_delivered
 from connector.records import Batch, TopicPartition
@@ -55,6 +55,20 @@ def test_a_record_the_service_rejects_is_done_only_once_its_dead_letter_is_ackno
     assert max(h.source.committed_offsets(TP)) == 1
     h.dlq.ack()
     h.run_until(lambda: h.source.committed_offset(TP) == 3)
+
+
+def test_an_abandoned_call_counts_for_nothing_until_it_is_sent_again_and_delivered() -> None:
+    h = WorkerHarness()
+    h.sink.script.append(abandon)
+    h.sink.hold = lambda batch: len(h.sink.sent) >= 1  # the second attempt hangs
+    h.source.produce(TP, b"ok")
+    h.source.assign(TP)
+    h.step(4)
+    assert len(h.sink.sent) == 1 and len(h.calls.held) == 1
+    assert max(h.source.committed_offsets(TP)) == 0
+    h.calls.release()
+    h.run_until(lambda: h.source.committed_offset(TP) == 1)
+    assert h.sink.sent_offsets() == [0, 0]
 
 
 def test_a_failed_commit_is_made_again_later() -> None:
