@@ -65,12 +65,12 @@ def test_a_refused_dead_letter_stalls_the_partition_instead_of_stopping_the_work
     assert h.worker.health.stall_reasons == {str(TP): "dead_letter_refused"}
     assert (TP, 1) in h.source.seeks and TP in h.source.paused
     assert max(h.source.committed_offsets(TP)) == 1
-    assert h.worker._fatal is None
     # The DLQ topic's limit is raised: the retry writes the dead letter and the partition moves on.
     assert h.dlq is not None
     h.dlq.answer = "ack"
     h.run_until(lambda: h.source.committed_offset(TP) == 3)
     assert h.worker.health.stalled == 0
+    assert h.shutdown() == 0  # never a fatal stop on the way
 
 
 def test_a_dead_letter_that_cannot_be_written_stops_the_worker_without_committing_past_it() -> None:
