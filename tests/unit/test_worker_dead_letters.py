@@ -36,9 +36,8 @@ def test_a_good_record_ends_the_run_and_clears_the_stall() -> None:
     h.source.assign(TP)
     h.step(3)
     assert h.worker.health.stalled == 1
-    # The operator fixes the producer's output: the stalled record now decodes.
-    log = h.source.group.logs[TP]
-    log[2] = log[2].__class__(TP.topic, TP.partition, 2, None, b"ok")
+    # The operator deploys a fixed mapping: the stalled record now decodes.
+    h.codec.bad_prefix = b"still-bad"
     h.run_until(lambda: h.source.committed_offset(TP) == 3)
     assert h.worker.health.stalled == 0 and h.dlq is not None and h.dlq.offsets == [0, 1]
 
