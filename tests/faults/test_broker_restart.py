@@ -1,8 +1,11 @@
 """The Kafka broker stops and comes back mid-stream: the worker rides it out without losing anything.
 
 This module runs its own stack (other ports, its own state dir), because stopping the broker of the
-shared stack would break every other test using it. Ports: KAFKA_PORT 59092, controller 59093,
-registry 58081 (override with FAULTS_KAFKA_PORT / FAULTS_CONTROLLER_PORT / FAULTS_REGISTRY_PORT).
+shared stack would break every other test using it. Ports: KAFKA_PORT 29092, controller 29093,
+registry 28081 (override with FAULTS_KAFKA_PORT / FAULTS_CONTROLLER_PORT / FAULTS_REGISTRY_PORT).
+All below Linux's ephemeral range (32768-60999): a port in it (the stack also takes KAFKA_PORT + 2
+and + 3) can be held at that moment by any client connection of the suite, and the broker then
+fails to bind (seen once: 59094 in use).
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ DOWN_S = 5.0  # how long the broker stays down
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedStack]:
     stack = DedicatedStack(
         tmp_path_factory.mktemp("broker-restart-stack"),
-        kafka_port=int(os.environ.get("FAULTS_KAFKA_PORT", "59092")),
-        controller_port=int(os.environ.get("FAULTS_CONTROLLER_PORT", "59093")),
-        registry_port=int(os.environ.get("FAULTS_REGISTRY_PORT", "58081")),
+        kafka_port=int(os.environ.get("FAULTS_KAFKA_PORT", "29092")),
+        controller_port=int(os.environ.get("FAULTS_CONTROLLER_PORT", "29093")),
+        registry_port=int(os.environ.get("FAULTS_REGISTRY_PORT", "28081")),
     )
     try:
         stack.up()

@@ -2,8 +2,8 @@
 every few tens of milliseconds and logs each attempt (1,327 identical lines in 60 s before); the
 worker's log shows a few of them and then "… and N more like this in the last 10 s".
 
-Its own stack (other ports than the shared one and test_broker_restart.py's): KAFKA_PORT 59292,
-controller 59293, registry 58281 (override with FLOODS_KAFKA_PORT / FLOODS_CONTROLLER_PORT /
+Its own stack (other ports than the shared one and test_broker_restart.py's): KAFKA_PORT 29292,
+controller 29293, registry 28281 (override with FLOODS_KAFKA_PORT / FLOODS_CONTROLLER_PORT /
 FLOODS_REGISTRY_PORT).
 """
 
@@ -35,9 +35,9 @@ LINE = re.compile(r"^\S+ \S+ (?P<level>[A-Z]+) +(?P<logger>\S+): (?P<message>.*)
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedStack]:
     stack = DedicatedStack(
         tmp_path_factory.mktemp("log-floods-stack"),
-        kafka_port=int(os.environ.get("FLOODS_KAFKA_PORT", "59292")),
-        controller_port=int(os.environ.get("FLOODS_CONTROLLER_PORT", "59293")),
-        registry_port=int(os.environ.get("FLOODS_REGISTRY_PORT", "58281")),
+        kafka_port=int(os.environ.get("FLOODS_KAFKA_PORT", "29292")),
+        controller_port=int(os.environ.get("FLOODS_CONTROLLER_PORT", "29293")),
+        registry_port=int(os.environ.get("FLOODS_REGISTRY_PORT", "28281")),
     )
     try:
         stack.up()
