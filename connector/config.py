@@ -482,6 +482,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        # Byte position only: the bytes around it may be part of a secret.
+        raise ConfigError(f"{path} is not UTF-8 text (invalid byte at position {exc.start}); "
+                          "YAML config files must be UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -180,6 +180,14 @@ def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "- a list"), {})
 
 
+def test_a_config_file_that_is_not_utf8_is_a_config_error_without_its_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"kafka: {sasl.password: 'caf\xe9-secret'}\n")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(invalid byte at position 27\)") as caught:
+        load_settings(path, {})
+    assert "secret" not in str(caught.value)
+
+
 def test_secrets_never_print(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, MINIMAL), REQUIRED_ENV | {
         "PKC_SCHEMA_REGISTRY__BASIC_AUTH_USER": "alice",
