@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connector.records import Event, SourceRecord
+from connector.entities import tombstone
+from connector.records import Event, NotAnUpsert, SourceRecord
 from connector.sink import PutEventsSink
 
 
@@ -37,6 +38,26 @@ class Route:
     @property
     def is_entity(self) -> bool:
         return self.kind != "events"
+
+    @property
+    def counts_events(self) -> bool:
+        """Its entries are PutEvents events (counted in pkc_events_delivered_total too)."""
+        return self.kind == "events"
+
+    def to_entry(self, record: SourceRecord) -> Event | None:
+        """The record's entry for this route's call, or None for a delete the route skips.
+
+        Raises RecordError for a record that must be dead-lettered, and the decoder's retryable
+        errors (registry unavailable) as they are.
+        """
+        try:
+            if self.is_entity and not record.value:
+                raise tombstone(self.kind, record)  # type: ignore[arg-type]
+            return self.mapper.to_event(self.decoder.decode(record.value), record)
+        except NotAnUpsert:
+            if self.skip_deletes:
+                return None
+            raise
 
 
 class RouteTable:

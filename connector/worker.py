@@ -23,7 +23,6 @@ from typing import Any
 from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterRefused, DeadLetterWriter
 from connector.dlq_limits import FailureRatioLimit
-from connector.entities import tombstone
 from connector.logs import redact
 from connector.observability import Health, Metrics
 from connector.offsets import OffsetTracker, decode_delivered, encode_delivered
@@ -31,9 +30,7 @@ from connector.records import (
     Batch,
     BatchKey,
     Event,
-    NotAnUpsert,
     RecordError,
-    SessionKey,
     SourceRecord,
     TopicPartition,
 )
@@ -248,17 +245,7 @@ class Worker:
             self._bytes[tp] += len(record.value or b"")
             route = for_topic(record.topic)
             try:
-                if route.is_entity and not record.value:
-                    raise tombstone(route.kind, record)  # type: ignore[arg-type]
-                event = route.mapper.to_event(route.decoder.decode(record.value), record)
-            except NotAnUpsert as error:
-                if route.skip_deletes:
-                    self._leave(record)
-                    self.metrics.deletes_skipped.labels(route.name).inc()
-                    self._failure_ratio.record(tp, False)
-                elif not self._dead_letter(record, error):
-                    rewound.add(tp)
-                continue
+                event = route.to_entry(record)
             except RecordError as error:
                 if not self._dead_letter(record, error):
                     rewound.add(tp)
@@ -269,6 +256,11 @@ class Worker:
                 self._rewind(tp, record.offset)
                 self._backoff_until[tp] = now + self.settings.decode_retry_backoff_s
                 rewound.add(tp)
+                continue
+            if event is None:  # a delete the route skips
+                self._leave(record)
+                self.metrics.deletes_skipped.labels(route.name).inc()
+                self._failure_ratio.record(tp, False)
                 continue
             if self._consecutive_failures[tp] or tp in self._stalled:
                 self._consecutive_failures[tp] = 0
@@ -331,6 +323,7 @@ class Worker:
 
         delivered = 0
         route = key.route
+        counts_events = self._routes.by_name[route].counts_events
         wall_now = time.time()
         observe_e2e = self.metrics.end_to_end_latency.observe
         for event in outcome.delivered:
@@ -341,7 +334,7 @@ class Worker:
                     observe_e2e(max(0.0, wall_now - event.record.timestamp_ms / 1000))
         if delivered:
             self.metrics.entries_delivered.labels(route).inc(delivered)
-            if isinstance(key, SessionKey):
+            if counts_events:
                 self.metrics.events_delivered.inc(delivered)
         for event, error in outcome.rejected:
             if current(event):
