@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     code = worker.run(exit_when_idle_s=args.idle_s)
     main_prof.disable()
     cpu1, wall1 = time.process_time(), time.time()
-    summary = worker.summary()
+    summary = worker.metrics.summary()
 
     main_stats = pstats.Stats(main_prof)
     pool_stats = pstats.Stats(pool_profiles[0]) if pool_profiles else None

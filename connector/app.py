@@ -277,7 +277,7 @@ def _run_worker(settings: Settings, metrics: Metrics, health: Health, exit_when_
     for signum in DRAIN_SIGNALS:
         signal.signal(signum, stop)
     code = worker.run(exit_when_idle)
-    log.info("summary %s", json.dumps(worker.summary()))
+    log.info("summary %s", json.dumps(worker.metrics.summary()))
     if worker.calls_in_flight:
         # Abandoned calls may sit in an HTTP read for up to botocore's timeout, and the interpreter
         # joins pool threads at exit; their records are uncommitted, so leave now.

@@ -380,7 +380,7 @@ def replay(settings: Settings, topic: str, limit: int | None) -> ReplayResult:
     not_reached = _not_reached(settings, group, spans)
     if not_reached and code == 0:
         code = 1
-    return ReplayResult(topic, group, planned, worker.summary(), code, not_reached,
+    return ReplayResult(topic, group, planned, worker.metrics.summary(), code, not_reached,
                         stopped_because[0] if stopped_because else None)
 
 

@@ -342,7 +342,7 @@ def test_two_workers_share_the_group_and_deliver_exactly_once(
     t1.join(180)
     t2.join(180)
     assert codes == {"first": 0, "second": 0}
-    one, two = first.summary(), second.summary()
+    one, two = first.metrics.summary(), second.metrics.summary()
     print(f"\nfirst worker: {one}\nsecond worker: {two}")
     assert one["events_delivered"] > 0 and two["events_delivered"] > 0
     assert one["events_delivered"] + two["events_delivered"] >= summary.good

@@ -145,7 +145,7 @@ def test_the_registry_over_https_with_a_custom_ca_bundle(
     still_running = runner.is_alive()
     worker.request_stop()
     runner.join(60)
-    summary = worker.summary()
+    summary = worker.metrics.summary()
     assert still_running, "a worker behind its end must not exit as idle"
     assert codes == [0], summary
     assert summary["events_delivered"] == 0 and summary["dead_letters"] == 0, summary

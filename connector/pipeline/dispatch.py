@@ -1,0 +1,157 @@
+"""Dispatch: batches become calls on a bounded pool, and their outcomes come back to the loop.
+
+A key's batches (a session's, or a dataset partition's) go one call at a time, so they arrive in
+order; different keys go in parallel. The loop never waits on a call: outcomes arrive on a queue
+it drains every turn. Each call remembers the epoch of every partition it carries, and an outcome
+counts only for partitions still owned under that epoch: after a revoke or a restart of the log,
+late outcomes of older work are ignored instead of marking re-polled offsets done.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Protocol
+
+from connector.observability import Metrics
+from connector.pipeline.dead_letters import DeadLetterPolicy
+from connector.pipeline.partitions import Partitions
+from connector.records import Batch, BatchKey, Event, TopicPartition
+from connector.routes import RouteTable
+from connector.sink import SendOutcome
+
+Completion = tuple[SendOutcome, dict[TopicPartition, int]]
+
+
+class CompletionQueue(Protocol):
+    """Where calls report back (queue.SimpleQueue; tests give one that follows a fake clock)."""
+
+    def put(self, item: Completion) -> None: ...
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Completion: ...
+
+    def get_nowait(self) -> Completion: ...
+
+    def empty(self) -> bool: ...
+
+
+class Dispatch:
+    def __init__(self, max_in_flight_calls: int, *, routes: RouteTable, partitions: Partitions,
+                 dead_letters: DeadLetterPolicy, metrics: Metrics, stop: threading.Event,
+                 executor: Executor | None = None, completions: CompletionQueue | None = None) -> None:
+        self._routes = routes
+        self._partitions = partitions
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._stop = stop
+        self._pool = executor or ThreadPoolExecutor(max_in_flight_calls, thread_name_prefix="put-events")
+        self._completions: CompletionQueue = completions or queue.SimpleQueue()
+        self.in_flight = 0
+        self._busy: set[BatchKey] = set()
+        self._waiting: dict[BatchKey, deque[Batch]] = {}
+        # Shutting down: no new calls; what is not sent stays uncommitted for the next owner.
+        self.closing = False
+
+    @property
+    def idle(self) -> bool:
+        return not self.in_flight and not self._waiting
+
+    def outcomes_ready(self) -> bool:
+        return not self._completions.empty()
+
+    def submit(self, batch: Batch) -> None:
+        if self.closing:
+            return
+        if batch.key in self._busy:
+            self._waiting.setdefault(batch.key, deque()).append(batch)
+            return
+        self._busy.add(batch.key)
+        self.in_flight += 1
+        epochs = {e.record.tp: self._partitions.epoch(e.record.tp) for e in batch.events}
+        future = self._pool.submit(self._routes.by_name[batch.key.route].sink.send, batch)
+        completions = self._completions
+
+        def report(done: Future[SendOutcome]) -> None:
+            if not done.cancelled():  # cancelled at shutdown: never started, nothing to report
+                completions.put((done.result(), epochs))
+
+        future.add_done_callback(report)
+
+    def settle(self, wait_s: float = 0.0) -> None:
+        """Apply the outcomes that have arrived (waiting up to `wait_s` for a first one)."""
+        try:
+            item = self._completions.get(timeout=wait_s) if wait_s > 0 else self._completions.get_nowait()
+        except queue.Empty:
+            return
+        self._apply(*item)
+        if wait_s > 0:
+            return
+        while True:
+            try:
+                item = self._completions.get_nowait()
+            except queue.Empty:
+                return
+            self._apply(*item)
+
+    def discard(self, tps: set[TopicPartition]) -> None:
+        """Drop queued batches' entries of `tps` (calls already running finish and are ignored)."""
+        for key in list(self._waiting):
+            kept: deque[Batch] = deque()
+            for batch in self._waiting[key]:
+                batch.events = [e for e in batch.events if e.record.tp not in tps]
+                if batch.events:
+                    kept.append(batch)
+            if kept:
+                self._waiting[key] = kept
+            else:
+                del self._waiting[key]
+
+    def close(self) -> None:
+        """No new calls, and the running ones give up their retries (their records stay uncommitted)."""
+        self.closing = True
+        for route in self._routes.routes:
+            route.sink.stop.set()
+
+    def shutdown(self) -> None:
+        self.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _apply(self, outcome: SendOutcome, epochs: dict[TopicPartition, int]) -> None:
+        self.in_flight -= 1
+        key = outcome.batch.key
+        self._busy.discard(key)
+        waiting = self._waiting.get(key)
+        if waiting:
+            self.submit(waiting.popleft())
+            if not waiting:
+                del self._waiting[key]
+
+        def current(event: Event) -> bool:
+            return self._partitions.current(event.record.tp, epochs.get(event.record.tp))
+
+        delivered = [e for e in outcome.delivered if current(e)]
+        for event in delivered:
+            self._partitions.leave(event.record)
+        self._count_delivered(key.route, delivered)
+        for event, error in outcome.rejected:
+            if current(event):
+                self._dead_letters.handle(event.record, error)
+        self._dead_letters.delivered(outcome.delivered)
+        retry = [e for e in outcome.abandoned if current(e)]
+        if retry and not self._stop.is_set() and not self.closing:
+            self.submit(Batch(key, retry))
+
+    def _count_delivered(self, route: str, delivered: list[Event]) -> None:
+        if not delivered:
+            return
+        m = self._metrics
+        m.entries_delivered.labels(route).inc(len(delivered))
+        if self._routes.by_name[route].counts_events:
+            m.events_delivered.inc(len(delivered))
+        wall_now = time.time()
+        for event in delivered:
+            if event.record.timestamp_ms:
+                m.end_to_end_latency.observe(max(0.0, wall_now - event.record.timestamp_ms / 1000))

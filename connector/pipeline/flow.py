@@ -1,0 +1,70 @@
+"""What must not be read now, as pauses: the loop keeps polling (heartbeats, rebalances) while
+paused partitions deliver nothing.
+
+Held are: every partition while the records held (polled, not yet delivered or dead-lettered)
+exceed `max_buffered_records` / `max_buffered_bytes`, until back under 80 % (so we do not flap
+around the bound); the partitions of a route whose sink fails systemically (unknown tracker, bad
+credentials: the other routes go on); one partition read again later (`hold`: the registry is
+unavailable, or it stalled on dead letters).
+"""
+
+from __future__ import annotations
+
+from connector.pipeline.partitions import Partitions
+from connector.pipeline.settings import WorkerSettings
+from connector.records import TopicPartition
+from connector.routes import RouteTable
+from connector.source.base import Source
+
+
+class FlowControl:
+    def __init__(self, settings: WorkerSettings, source: Source, partitions: Partitions, routes: RouteTable) -> None:
+        self._settings = settings
+        self._source = source
+        self._partitions = partitions
+        self._routes = routes
+        self.paused: set[TopicPartition] = set()
+        self._buffers_full = False
+
+    def hold(self, tp: TopicPartition, offset: int, until: float) -> None:
+        """Give up on `offset` and everything after it in `tp`; read them again from `until` on."""
+        self._partitions.tracker.truncate(tp, offset)
+        self._source.seek(tp, offset)
+        state = self._partitions.get(tp)
+        if state is not None:
+            state.held_until = until
+
+    def reconcile(self, now: float) -> bool:
+        """Pause what must not be read now and resume the rest; True when everything is held."""
+        s, partitions = self._settings, self._partitions
+        buffered = partitions.tracker.total_in_flight()
+        buffered_bytes = partitions.buffered_bytes()
+        if buffered >= s.max_buffered_records or buffered_bytes >= s.max_buffered_bytes:
+            self._buffers_full = True
+        elif buffered <= s.max_buffered_records * 0.8 and buffered_bytes <= s.max_buffered_bytes * 0.8:
+            self._buffers_full = False
+        for _, state in partitions.items():
+            if state.held_until is not None and state.held_until <= now:
+                state.held_until = None
+        assigned = partitions.assigned
+        if self._buffers_full:
+            want = set(assigned)
+        else:
+            failing = {r.name for r in self._routes.routes if r.sink.systemic_error is not None}
+            want = {tp for tp, state in partitions.items() if state.held_until is not None
+                    or (failing and self._routes.for_topic(tp.topic).name in failing)}
+        if want - self.paused:
+            self._source.pause(sorted(want - self.paused, key=str))
+        if self.paused - want:
+            self._source.resume(sorted((self.paused - want) & assigned, key=str))
+        self.paused = want
+        return bool(assigned) and want == assigned
+
+    def pause_all(self) -> None:
+        """Shutting down: nothing more is read."""
+        self._source.pause(sorted(self._partitions.assigned, key=str))
+        self.paused = self._partitions.assigned
+
+    def forget(self, tps: set[TopicPartition] | list[TopicPartition]) -> None:
+        """A fresh assignment starts unpaused in both clients; a dropped one is not ours."""
+        self.paused.difference_update(tps)
