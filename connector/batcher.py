@@ -38,10 +38,6 @@ class SessionBatcher:
     def buffered_events(self) -> int:
         return self._buffered
 
-    @property
-    def open_sessions(self) -> int:
-        return len(self._open)
-
     def add(self, event: Event, now: float) -> Batch | None:
         """Add an event; returns the session's batch if this event filled it."""
         open_batch = self._open.get(event.key)

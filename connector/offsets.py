@@ -120,21 +120,10 @@ class OffsetTracker:
             state.committed = offset
             state.dirty = False
 
-    def partitions(self) -> list[TopicPartition]:
-        return list(self._partitions)
-
     def forget(self, tps: list[TopicPartition] | set[TopicPartition]) -> None:
         """Drop all state of partitions we no longer own (revoked after commit, or lost)."""
         for tp in tps:
             self._partitions.pop(tp, None)
-
-    def rewind_point(self, tp: TopicPartition) -> int | None:
-        """Where the consumer must seek to after abandoning in-flight work of `tp`.
-
-        The consumer's position runs ahead of the watermark; if we drop records that were polled
-        but not finished, reading must restart at the watermark or they would be skipped.
-        """
-        return self.watermark(tp)
 
     def truncate(self, tp: TopicPartition, offset: int) -> None:
         """Stop tracking `offset` and everything after it (they will be polled again after a seek);
