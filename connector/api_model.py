@@ -125,7 +125,7 @@ def _check_shape(shape: Shape, value: Any, path: str) -> Iterator[Violation]:
             return
         yield from _check_length(len(value), meta, path, "characters")
         pattern = meta.get("pattern")
-        if pattern and not _pattern(pattern).search(value):
+        if pattern and not model_pattern(pattern).search(value):
             yield Violation(path, f"does not match the pattern {pattern}")
     elif kind in ("float", "double", "integer", "long"):
         if _is_non_finite(value):
@@ -144,7 +144,7 @@ def _check_shape(shape: Shape, value: Any, path: str) -> Iterator[Violation]:
 
 
 @functools.cache
-def _pattern(pattern: str) -> re.Pattern[str]:
+def model_pattern(pattern: str) -> re.Pattern[str]:
     # Model patterns are ECMA-262 regexes, where `$` matches only at the very end; Python's `$`
     # also matches before a trailing newline, which would let "abc\n" through.
     if pattern.endswith("$") and not pattern.endswith("\\$"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -69,7 +68,7 @@ class _Limits:
         self.impression_item = (impression.member.metadata.get("min", 0), impression.member.metadata["max"])
         source = _member(event_shape, "metricAttribution", "eventAttributionSource")
         self.attribution_max: int = source.metadata["max"]
-        self.attribution_pattern = re.compile(source.metadata["pattern"])
+        self.attribution_pattern = api_model.model_pattern(source.metadata["pattern"])
         self.session = {
             name: (api_model.limit("PutEvents", name, key="min"), api_model.limit("PutEvents", name))
             for name in ("trackingId", "sessionId", "userId")
