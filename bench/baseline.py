@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from connector.config import MappingConfig
     from connector.decode import ConfluentWireDecoder, load_schema
-    from connector.events import EventMapper
-    from connector.records import SessionKey, SourceRecord
+    from connector.destinations.events import EventMapper, SessionKey
+    from connector.records import SourceRecord
 
     decoder = ConfluentWireDecoder.from_registry(SchemaRegistryClient({"url": args.registry}), load_schema(None))
     mapper = EventMapper(MappingConfig(), args.tracking_id)

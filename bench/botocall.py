@@ -21,8 +21,8 @@ from typing import Any
 def sample_batch(tracking_id: str) -> dict[str, Any]:
     """A realistic 10-event PutEvents request, mapped by the connector's EventMapper."""
     from connector.config import MappingConfig
-    from connector.events import EventMapper
-    from connector.records import SessionKey, SourceRecord
+    from connector.destinations.events import EventMapper, SessionKey
+    from connector.records import SourceRecord
     from connector.workload import generate
 
     mapper = EventMapper(MappingConfig(), tracking_id)

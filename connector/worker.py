@@ -34,8 +34,8 @@ from connector.records import (
     SourceRecord,
     TopicPartition,
 )
-from connector.routes import Decoder, Mapper, Route, RouteTable
-from connector.sink import PutEventsSink, SendOutcome
+from connector.routes import Route, RouteTable
+from connector.sink import SendOutcome
 from connector.source.base import CommitFailed, Source
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,7 @@ class Worker:
         batcher: SessionBatcher,
         dead_letters: DeadLetterWriter | None,
         max_in_flight_calls: int,
-        routes: list[Route] | None = None,
-        decoder: Decoder | None = None,
-        mapper: Mapper | None = None,
-        sink: PutEventsSink | None = None,
+        routes: list[Route],
         tracker: OffsetTracker | None = None,
         metrics: Metrics | None = None,
         health: Health | None = None,
@@ -93,12 +90,6 @@ class Worker:
     ) -> None:
         self.settings = settings
         self._source = source
-        if routes is None:
-            # One interactions route from the single-destination arguments.
-            if decoder is None or mapper is None or sink is None:
-                raise ValueError("give either routes or decoder, mapper and sink")
-            routes = [Route("events", "events", list(settings.topics), decoder, mapper, sink,
-                            dead_letters.topic if dead_letters else None)]
         self._routes = RouteTable(routes)
         self._batcher = batcher
         self._dlq = dead_letters
