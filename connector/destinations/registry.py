@@ -9,12 +9,12 @@ from typing import Any, Generic, TypeVar
 from connector.destinations import events, items, users
 from connector.destinations.base import Destination
 
-RouteConfig = TypeVar("RouteConfig")
+RouteModel = TypeVar("RouteModel")  # the route configuration model the destination is built from
 
 
 @dataclass(frozen=True, slots=True)
-class Registration(Generic[RouteConfig]):
-    build: Callable[[RouteConfig], Destination]  # from the route's configuration model
+class Registration(Generic[RouteModel]):
+    build: Callable[[RouteModel], Destination]
     reader_schema: str | None = None  # packaged avro_schemas file used when the route names none
 
 
