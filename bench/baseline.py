@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from connector.config import MappingConfig
     from connector.decode import ConfluentWireDecoder, load_schema
-    from connector.events import EventMapper
-    from connector.records import SessionKey, SourceRecord
+    from connector.destinations.events import EventMapper
+    from connector.records import SourceRecord
 
     decoder = ConfluentWireDecoder.from_registry(SchemaRegistryClient({"url": args.registry}), load_schema(None))
     mapper = EventMapper(MappingConfig(), args.tracking_id)
@@ -70,13 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             source = SourceRecord(str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0), msg.key(),
                                   msg.value())
             event = mapper.to_event(decoder.decode(msg.value()), source)
-            key = event.key
-            assert isinstance(key, SessionKey)
-            params: dict[str, Any] = {"trackingId": key.tracking_id, "sessionId": key.session_id,
-                                      "eventList": [event.body]}
-            if key.user_id:
-                params["userId"] = key.user_id
-            client.put_events(**params)
+            client.put_events(**event.key.request([event.body]).params)
             consumer.commit(message=msg, asynchronous=False)
             delivered += 1
             now = time.time()

@@ -21,20 +21,14 @@ from typing import Any
 def sample_batch(tracking_id: str) -> dict[str, Any]:
     """A realistic 10-event PutEvents request, mapped by the connector's EventMapper."""
     from connector.config import MappingConfig
-    from connector.events import EventMapper
-    from connector.records import SessionKey, SourceRecord
+    from connector.destinations.events import EventMapper
+    from connector.records import SourceRecord
     from connector.workload import generate
 
     mapper = EventMapper(MappingConfig(), tracking_id)
     records = list(generate(2_000, 1, 7))[:10]  # one session
     events = [mapper.to_event(r.value or {}, SourceRecord("t", 0, i, r.key, b"")) for i, r in enumerate(records)]
-    key = events[0].key
-    assert isinstance(key, SessionKey)
-    params: dict[str, Any] = {"trackingId": tracking_id, "sessionId": key.session_id,
-                              "eventList": [e.body for e in events]}
-    if key.user_id:
-        params["userId"] = key.user_id
-    return params
+    return events[0].key.request([e.body for e in events]).params  # exactly what the sink sends
 
 
 def measure(client: Any, params: dict[str, Any], calls: int) -> dict[str, float]:

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from connector.app import registry_client
     from connector.config import load_settings
     from connector.decode import build_decoder
-    from connector.events import EventMapper
+    from connector.destinations.events import EventMapper
     from connector.source.confluent import ConfluentSource, consumer_config
 
     settings = load_settings(args.config)

@@ -31,7 +31,7 @@ POOL_OTHER = "sink other (rate limiter, metrics, pool)"
 MAIN_ENTRIES: dict[tuple[str, str], str] = {
     ("connector/source/confluent.py", "poll"): "consume (librdkafka consume -> SourceRecord)",
     ("connector/decode/confluent_wire.py", "decode"): "decode (Avro, fastavro)",
-    ("connector/events.py", "to_event"): "map + validate (EventMapper)",
+    ("connector/destinations/events.py", "to_event"): "map + validate (EventMapper)",
     ("connector/batcher.py", "add"): "batch (SessionBatcher)",
     ("connector/batcher.py", "due"): "batch (SessionBatcher)",
     ("connector/batcher.py", "next_due_in"): "batch (SessionBatcher)",

@@ -25,7 +25,7 @@ import fastavro
 from connector.config import MappingConfig
 from connector.decode import ConfluentWireDecoder
 from connector.decode.base import canonical_schema_text, parse
-from connector.events import EventMapper
+from connector.destinations.events import EventMapper
 from connector.records import SourceRecord
 
 LOGICAL_FIELDS: list[dict[str, Any]] = [

@@ -20,10 +20,9 @@ from connector.batcher import SessionBatcher
 from connector.config import ConfigError, EntityRoute, EventsRoute, Settings, load_settings
 from connector.decode import build_decoder
 from connector.decode.base import RegistryUnavailable
+from connector.destinations.registry import DESTINATIONS
 from connector.dlq import ConfluentDeadLetterWriter, DeadLetterFormat, DeadLetterWriter
 from connector.dlq_kafka_python import KafkaPythonDeadLetterWriter
-from connector.entities import EntityMapper
-from connector.events import EventMapper
 from connector.logs import configure_logging, register_secrets
 from connector.observability import Health, Metrics, ObservabilityServer
 from connector.ratelimit import AdaptiveRateLimiter
@@ -68,11 +67,11 @@ def registry_client(settings: Settings) -> Any:
     return SchemaRegistryClient(conf) if conf is not None else None
 
 
-def _reader_schema(route: EventsRoute | EntityRoute) -> Path | None:
-    """The route's reader schema: configured, or the packaged one of its destination."""
-    if route.reader_schema is not None or isinstance(route, EventsRoute):
+def _reader_schema(route: EventsRoute | EntityRoute, packaged: str | None) -> Path | None:
+    """The route's reader schema: configured, else the packaged one of its destination (if any)."""
+    if route.reader_schema is not None or packaged is None:
         return route.reader_schema
-    return Path(str(importlib.resources.files("avro_schemas") / f"{route.destination[:-1]}.avsc"))
+    return Path(str(importlib.resources.files("avro_schemas") / packaged))
 
 
 def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
@@ -82,22 +81,14 @@ def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
     registry = registry_client(settings)
     routes: list[Route] = []
     for route in settings.effective_routes():
-        decode = settings.decode.model_copy(update={"reader_schema": _reader_schema(route)})
+        destination = DESTINATIONS[route.destination]
+        decode = settings.decode.model_copy(update={"reader_schema": _reader_schema(route, destination.reader_schema)})
         decoder = build_decoder(settings.model_copy(update={"decode": decode}), registry)
         assert route.max_requests_per_second is not None  # effective_routes fills it in
         sink = PutEventsSink(client, AdaptiveRateLimiter(route.max_requests_per_second), metrics=metrics,
                              route=route.name, failure_log_interval_s=p.failure_log_interval_s,
                              unready_after_s=p.unready_after_s)
-        mapper: EventMapper | EntityMapper
-        if isinstance(route, EventsRoute):
-            assert route.tracking_id is not None  # checked by Settings
-            mapper = EventMapper(route.mapping, route.tracking_id, route=route.name)
-            skip = False
-        else:
-            mapper = EntityMapper(route.destination, route.mapping, route.dataset_arn, route.name)
-            skip = route.on_delete == "skip"
-        routes.append(Route(route.name, route.destination, list(route.topics), decoder, mapper, sink,
-                            route.dlq_topic, skip_deletes=skip))
+        routes.append(Route(route.name, list(route.topics), decoder, destination.build(route), sink, route.dlq_topic))
     return routes
 
 

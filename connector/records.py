@@ -1,13 +1,13 @@
 """The small values that flow between the stages; no stage knows more of its neighbours than these.
 
-source -> SourceRecord -> decode -> dict -> events -> Event -> batcher -> Batch -> sink -> outcomes
+source -> SourceRecord -> decode -> dict -> destination -> Event -> batcher -> Batch -> sink -> outcomes
 Any stage may instead raise a RecordError, which sends the record to the dead-letter topic.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Stage = Literal["decode", "validate", "send"]
 
@@ -58,27 +58,24 @@ def header_key_bytes(key: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class SessionKey:
-    """PutEvents carries one session per call: events are grouped by this key."""
+class Request:
+    """One Personalize write call: the operation's name as the service model spells it
+    ("PutEvents") and its parameters in boto3's form."""
 
-    tracking_id: str
-    session_id: str
-    user_id: str | None
-    route: str = "events"
-
-
-@dataclass(frozen=True, slots=True)
-class EntityKey:
-    """PutItems/PutUsers take any entries of one dataset; grouping by source partition keeps the
-    updates of one item or user (keyed to one partition) in order, one call at a time."""
-
-    route: str
-    kind: str  # "items" or "users"
-    dataset_arn: str
-    partition: int
+    operation: str
+    params: dict[str, Any]
 
 
-BatchKey = SessionKey | EntityKey
+class BatchKey(Protocol):
+    """What entries are batched by. Each destination has its own kind of key (a session, a dataset
+    partition); keys are hashable values, and a key knows the call that sends its entries."""
+
+    @property
+    def route(self) -> str: ...
+
+    def request(self, entries: list[dict[str, Any]]) -> Request:
+        """The call that sends these entries (entry bodies, in order) for this key."""
+        ...
 
 
 @dataclass(slots=True)

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connector.config import ConfigError, Settings, load_settings
+from connector.destinations.base import Destination
 from connector.dlq import parse_error_headers, source_position
-from connector.records import Event, RecordError, SourceRecord, TopicPartition
+from connector.records import Event, NotAnUpsert, RecordError, SourceRecord, TopicPartition
 
 if TYPE_CHECKING:
     from connector.worker import Worker
@@ -65,14 +66,26 @@ def original_position(record: SourceRecord) -> SourceRecord:
                         record.headers_unreadable)
 
 
-class OriginalPositionMapper:
-    """Maps with the original position (for derived event ids); the event still tracks the DLQ record."""
+class OriginalPositionDestination:
+    """A route's destination mapping with the original position (for derived event ids); the event
+    still tracks the DLQ record. Deletes and tombstones are the destination's policy, unchanged."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Destination) -> None:
         self._inner = inner
 
+    @property
+    def counts_events(self) -> bool:
+        return self._inner.counts_events
+
+    @property
+    def skips_deletes(self) -> bool:
+        return self._inner.skips_deletes
+
+    def tombstone(self, record: SourceRecord) -> NotAnUpsert | None:
+        return self._inner.tombstone(record)
+
     def to_event(self, record: dict[str, Any], source: SourceRecord) -> Event:
-        event: Event = self._inner.to_event(record, original_position(source))
+        event = self._inner.to_event(record, original_position(source))
         event.record = source
         return event
 
@@ -254,9 +267,9 @@ def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show:
     from connector.decode import RegistryUnavailable
     from connector.observability import Metrics
 
-    # The same decoder and mapper the replay worker would use (no call is made with its client).
+    # The same decoder and destination the replay worker would use (no call is made with its client).
     [route] = build_routes(replay_settings(settings, topic, group), Metrics())
-    decoder, mapper = route.decoder, OriginalPositionMapper(route.mapper)
+    decoder, destination = route.decoder, OriginalPositionDestination(route.destination)
     result = DryRun()
     # The replay group's own committed offsets: the dry run previews exactly what `replay` would read.
     consumer = _consumer(settings, group)
@@ -269,7 +282,7 @@ def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show:
             origin = f" from {source.position()}" if source is not record else ""
             prefix = f"{record.position()}{origin} (was {was})"
             try:
-                event = mapper.to_event(decoder.decode(record.value or b""), record)
+                event = destination.to_event(decoder.decode(record.value or b""), record)
             except RecordError as error:
                 reason = f"{error.stage}/{error.error_class}"
                 result.would_fail[reason] += 1
@@ -333,10 +346,10 @@ def replay_settings(settings: Settings, topic: str, group: str) -> Settings:
     return settings.model_copy(update={"kafka": kafka, "dlq": dlq, "observability": observability, "routes": []})
 
 
-def _wrap_mappers(worker: Worker) -> None:
+def _wrap_destinations(worker: Worker) -> None:
     """Derive event ids from the original positions (see the module docstring)."""
     for route in worker.routes:
-        route.mapper = OriginalPositionMapper(route.mapper)
+        route.destination = OriginalPositionDestination(route.destination)
 
 
 def replay(settings: Settings, topic: str, limit: int | None) -> ReplayResult:
@@ -353,7 +366,7 @@ def replay(settings: Settings, topic: str, limit: int | None) -> ReplayResult:
         return ReplayResult(topic, group, 0, {}, 0, {})
     worker = build_worker(replay_settings(settings, topic, group), replaying=True)
     worker.settings.stop_at = {tp: s.stop for tp, s in spans.items()}
-    _wrap_mappers(worker)
+    _wrap_destinations(worker)
 
     stopped_because: list[str] = []
     done = threading.Event()

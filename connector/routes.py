@@ -1,48 +1,34 @@
-"""Which stages a record goes through, by its topic: one route per destination.
+"""Which stages a record goes through, by its topic: one route per configured destination.
 
-A route bundles the decoder, the mapper (PutEvents events, or PutItems/PutUsers entries), the sink
-with its own rate limit, and the dead-letter topic. One worker serves every route of its
-configuration from one consumer; the worker looks the route up once per record (a dict hit).
+A route bundles the decoder, the destination (its mapper and delete policy), the sink with its own
+rate limit, and the dead-letter topic. One worker serves every route of its configuration from one
+consumer; the worker looks the route up once per record (a dict hit).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-from connector.entities import tombstone
+from connector.decode.base import Decoder
+from connector.destinations.base import Destination
 from connector.records import Event, NotAnUpsert, SourceRecord
-from connector.sink import PutEventsSink
-
-
-class Decoder(Protocol):
-    def decode(self, value: bytes | None) -> dict[str, Any]: ...
-
-
-class Mapper(Protocol):
-    def to_event(self, record: dict[str, Any], source: SourceRecord) -> Event: ...
+from connector.sink import Sink
 
 
 @dataclass(slots=True)
 class Route:
     name: str
-    kind: str  # "events", "items" or "users"
     topics: list[str]
     decoder: Decoder
-    mapper: Mapper
-    sink: PutEventsSink
+    destination: Destination
+    sink: Sink
     dlq_topic: str | None  # None: a bad record stops the worker instead
-    skip_deletes: bool = False  # items/users: skip tombstones and delete markers instead of dead-lettering
-
-    @property
-    def is_entity(self) -> bool:
-        return self.kind != "events"
 
     @property
     def counts_events(self) -> bool:
         """Its entries are PutEvents events (counted in pkc_events_delivered_total too)."""
-        return self.kind == "events"
+        return self.destination.counts_events
 
     def to_entry(self, record: SourceRecord) -> Event | None:
         """The record's entry for this route's call, or None for a delete the route skips.
@@ -50,12 +36,15 @@ class Route:
         Raises RecordError for a record that must be dead-lettered, and the decoder's retryable
         errors (registry unavailable) as they are.
         """
+        destination = self.destination
         try:
-            if self.is_entity and not record.value:
-                raise tombstone(self.kind, record)  # type: ignore[arg-type]
-            return self.mapper.to_event(self.decoder.decode(record.value), record)
+            if not record.value:
+                refused = destination.tombstone(record)
+                if refused is not None:
+                    raise refused
+            return destination.to_event(self.decoder.decode(record.value), record)
         except NotAnUpsert:
-            if self.skip_deletes:
+            if destination.skips_deletes:
                 return None
             raise
 

@@ -17,16 +17,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import botocore.exceptions
+from botocore import xform_name
 from botocore.config import Config
 
 from connector import api_response
 from connector.logs import redact
 from connector.observability import Metrics
 from connector.ratelimit import AdaptiveRateLimiter
-from connector.records import Batch, BatchKey, EntityKey, Event, RejectedBySink
+from connector.records import Batch, BatchKey, Event, RejectedBySink
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,19 @@ class SendOutcome:
     abandoned: list[Event] = field(default_factory=list)
     calls: int = 0
     failures: dict[Failure, int] = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    """What the worker uses of a route's sink (PutEventsSink; tests script their own)."""
+
+    stop: threading.Event  # set: abandon retries, the worker is stopping
+
+    @property
+    def systemic_error(self) -> str | None: ...
+
+    def send(self, batch: Batch) -> SendOutcome: ...
+
+    def unready_reason(self) -> str | None: ...
 
 
 def make_client(
@@ -328,16 +342,10 @@ class PutEventsSink:
             return
 
     def _call(self, key: BatchKey, entries: list[dict[str, Any]]) -> None:
-        if isinstance(key, EntityKey):
-            if key.kind == "items":
-                self._client.put_items(datasetArn=key.dataset_arn, items=entries)
-            else:
-                self._client.put_users(datasetArn=key.dataset_arn, users=entries)
-            return
-        params: dict[str, Any] = {"trackingId": key.tracking_id, "sessionId": key.session_id, "eventList": entries}
-        if key.user_id:
-            params["userId"] = key.user_id
-        self._client.put_events(**params)
+        # The key forms its destination's call; boto3 (and the lean client) name the method after
+        # the operation ("PutItems" -> put_items).
+        request = key.request(entries)
+        getattr(self._client, xform_name(request.operation))(**request.params)
 
     def _bisect(self, batch: Batch, events: list[Event], exc: Exception, outcome: SendOutcome) -> None:
         """InvalidInputException rejects the whole call: split it to find the offending events,

@@ -281,8 +281,8 @@ class Demo:
         from connector.app import registry_client
         from connector.config import load_settings
         from connector.decode import build_decoder
+        from connector.destinations.events import derived_event_id
         from connector.dlq import parse_error_headers
-        from connector.events import derived_event_id
         from connector.records import RecordError, SourceRecord
 
         phase("6/6", "Summary and verification")

@@ -22,7 +22,7 @@ types (the canonical one) is decoded exactly as before.
 | duration (fixed 12) | ISO 8601 duration text, "P1M2DT3.004S" |
 
 Datetimes stay datetimes because `sentAt` needs the instant; the mapper writes them into ids and
-`properties` as epoch milliseconds (connector.events.api_json_value).
+`properties` as epoch milliseconds (connector.destinations.fields.api_json_value).
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ def _child_main() -> None:
     from connector.config import MappingConfig
     from connector.decode.base import RegistryUnavailable, load_schema, parse
     from connector.decode.confluent_wire import ConfluentWireDecoder, SchemaNotFound
-    from connector.events import EventMapper
+    from connector.destinations.events import EventMapper
     from connector.records import RecordError, SourceRecord
 
     canonical = load_schema(None)

@@ -20,8 +20,9 @@ from adversarial.standin_http import Answer, StandIn, standin_server
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from connector.destinations.events import SessionKey
 from connector.ratelimit import AdaptiveRateLimiter
-from connector.records import Batch, Event, SessionKey, SourceRecord
+from connector.records import Batch, Event, SourceRecord
 from connector.sink import Backoff, PutEventsSink, make_client
 
 SENT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from fixtures.pipeline import committed_and_end_offsets, connector_config, read_topic, run_in_process, write_config
 
+from connector.destinations.events import derived_event_id
 from connector.dlq import PREVIEW_BYTES, parse_error_headers, source_position
-from connector.events import derived_event_id
 from connector.produce import make_encoder, register_schema
 from connector.records import SourceRecord
 from connector.workload import generate

@@ -21,10 +21,14 @@ from fixtures.faults import OffsetProbe, run_worker, wait_until
 from fixtures.pipeline import connector_config, write_config
 from fixtures.standin import GOOD, Answer, StandIn, serve_standin
 
+from connector.destinations.entities import EntityKey
+from connector.destinations.events import SessionKey
+from connector.destinations.items import ITEMS
+from connector.destinations.users import USERS
 from connector.observability import Metrics
 from connector.produce import produce
 from connector.ratelimit import AdaptiveRateLimiter
-from connector.records import Batch, EntityKey, Event, SessionKey, SourceRecord
+from connector.records import Batch, Event, SourceRecord
 from connector.sink import Backoff, Failure, PutEventsSink, make_client
 from connector.workload import generate
 
@@ -94,14 +98,14 @@ def test_put_items_and_put_users_get_the_same_rule(standin: StandIn, aws_env: No
     stop = threading.Event()
     sink = _sink(standin.url, http_client, metrics, stop=stop)
     arn = "arn:aws:personalize:us-east-1:123456789012:dataset/shop/ITEMS"
-    for kind, id_field in (("items", "itemId"), ("users", "userId")):
+    for kind, id_field in ((ITEMS, "itemId"), (USERS, "userId")):
         key = EntityKey("catalogue", kind, arn, 0)
         batch = Batch(key, [Event(key, {id_field: "x-1"}, SourceRecord("t", 0, 0, None, b""))])
         before = standin.requests
         result: dict[str, Any] = {}
         thread = threading.Thread(target=lambda b=batch, r=result: r.update(o=sink.send(b)), daemon=True)
         thread.start()
-        wait_until(lambda b=before: standin.requests >= b + 3, f"{kind} retried", 60)
+        wait_until(lambda b=before: standin.requests >= b + 3, f"{kind.name} retried", 60)
         stop.set()  # the worker stopping: the batch is abandoned (stays uncommitted), not delivered
         thread.join(60)
         stop.clear()

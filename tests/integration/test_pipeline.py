@@ -34,7 +34,7 @@ from fixtures.pipeline import (
     write_config,
 )
 
-from connector.events import derived_event_id
+from connector.destinations.events import derived_event_id
 from connector.produce import produce
 from connector.records import SourceRecord
 from connector.workload import generate

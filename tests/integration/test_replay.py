@@ -25,8 +25,8 @@ from fixtures.pipeline import (
     write_config,
 )
 
+from connector.destinations.events import derived_event_id
 from connector.dlq import parse_error_headers
-from connector.events import derived_event_id
 from connector.produce import produce
 from connector.records import SourceRecord
 from connector.workload import UNDECODABLE_KINDS, generate

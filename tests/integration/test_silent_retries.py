@@ -126,7 +126,8 @@ def test_each_failure_kind_is_retried_and_logged_not_rejected(
     record's fault, so it is retried like a 5xx, and logged so an operator sees it."""
     import datetime as dt
 
-    from connector.records import Batch, Event, SessionKey, SourceRecord
+    from connector.destinations.events import SessionKey
+    from connector.records import Batch, Event, SourceRecord
 
     caplog.set_level(logging.WARNING, logger="connector.sink")
     standin.answer = answer

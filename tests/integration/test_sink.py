@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from connector.destinations.events import SessionKey
 from connector.ratelimit import AdaptiveRateLimiter
-from connector.records import Batch, Event, SessionKey, SourceRecord
+from connector.records import Batch, Event, SourceRecord
 from connector.sink import Backoff, Failure, PutEventsSink, make_client
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.batcher import SessionBatcher
-from connector.records import Event, SessionKey, SourceRecord
+from connector.destinations.events import SessionKey
+from connector.records import Event, SourceRecord
 
 
 def _event(session: str, offset: int, partition: int = 0) -> Event:

@@ -28,8 +28,9 @@ from connector.config import EntityMappingConfig, MappingConfig
 from connector.decode import ConfluentWireDecoder, PlainAvroDecoder, SchemaNotYetKnown, load_schema
 from connector.decode.base import canonical_schema_text, parse
 from connector.decode.nesting import check_nesting, static_depth
-from connector.entities import EntityMapper
-from connector.events import EventMapper
+from connector.destinations.entities import EntityMapper
+from connector.destinations.events import EventMapper
+from connector.destinations.items import ITEMS
 from connector.records import DecodeError, InvalidEvent, SourceRecord
 
 CANONICAL: dict[str, Any] = json.loads(canonical_schema_text())
@@ -289,7 +290,7 @@ def test_a_uuid_item_id_and_decimal_properties_go_to_put_items() -> None:
         _field("itemId", {"type": "string", "logicalType": "uuid"}),
         _field("price", {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2})]}
     dec = PlainAvroDecoder(parse(schema), parse(schema))
-    mapper = EntityMapper("items", EntityMappingConfig(properties=None, property_fields=["price"], deleted=None),
+    mapper = EntityMapper(ITEMS, EntityMappingConfig(properties=None, property_fields=["price"], deleted=None),
                           "arn:aws:personalize:us-east-1:123456789012:dataset/shop/ITEMS", "items")
     item = mapper.to_event(dec.decode(_avro(schema, {"itemId": uuid.UUID(int=5), "price": decimal.Decimal("9.90")})),
                            SOURCE)

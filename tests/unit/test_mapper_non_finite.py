@@ -17,8 +17,10 @@ import pytest
 
 from connector import api_model
 from connector.config import EntityMappingConfig, MappingConfig
-from connector.entities import EntityMapper
-from connector.events import EventMapper
+from connector.destinations.entities import EntityKind, EntityMapper
+from connector.destinations.events import EventMapper
+from connector.destinations.items import ITEMS
+from connector.destinations.users import USERS
 from connector.records import InvalidEvent, SourceRecord
 
 SOURCE = SourceRecord("interactions", 0, 7, b"k", b"v")
@@ -60,11 +62,11 @@ def test_a_non_finite_property_field_is_rejected_too() -> None:
     assert message.startswith("properties.score: ")
 
 
-@pytest.mark.parametrize("kind", ["items", "users"])
+@pytest.mark.parametrize("kind", [ITEMS, USERS], ids=["items", "users"])
 @pytest.mark.parametrize("value", NON_FINITE, ids=NON_FINITE_IDS)
-def test_items_and_users_properties_reject_non_finite_numbers(kind: Any, value: float) -> None:
-    mapper = EntityMapper(kind, EntityMappingConfig(), DATASET, kind)
-    id_field = "itemId" if kind == "items" else "userId"
+def test_items_and_users_properties_reject_non_finite_numbers(kind: EntityKind, value: float) -> None:
+    mapper = EntityMapper(kind, EntityMappingConfig(), DATASET, kind.name)
+    id_field = "itemId" if kind.name == "items" else "userId"
     message = _rejected(mapper, {id_field: "x-1", "properties": {"price": value}})
     assert message.startswith("properties.price: ")
 

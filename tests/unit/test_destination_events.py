@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from connector import api_model
 from connector.config import MappingConfig
-from connector.events import EPOCH, EventMapper, derived_event_id
-from connector.records import InvalidEvent, SessionKey, SourceRecord
+from connector.destinations.events import EventMapper, SessionKey, derived_event_id
+from connector.destinations.fields import EPOCH
+from connector.records import InvalidEvent, SourceRecord
 
 SOURCE = SourceRecord("interactions", 3, 1234, b"k", b"v")
 SENT_AT = dt.datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=dt.UTC)

@@ -1,56 +1,53 @@
-"""dict -> PutEvents Event + SessionKey, checked against the API's limits before a call is spent on it.
+"""The events destination: records -> PutEvents events, batched by session, sent with PutEvents.
 
 Field paths are compiled once per mapper. Validation has two tiers: a fast check with the limits read
 from botocore's service model (connector.api_model) that passes almost every real event, and, when it
 has any doubt, the full model-driven `check_event`, whose messages are what the dead letter carries.
 The fast check may only say "certainly valid"; it never rejects, so api_model stays the one authority.
+
+A record without a value is decoded like any other (the decoder says why it cannot be an event);
+PutEvents has no deletes, so nothing is skipped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.model import ListShape, Shape, StructureShape
 
 from connector import api_model
-from connector.config import MappingConfig
-from connector.records import Event, InvalidEvent, SessionKey, SourceRecord
+from connector.config import EventsRoute, MappingConfig
+from connector.destinations.fields import EPOCH, as_id, collect_properties, compile_path, properties_json
+from connector.records import Event, InvalidEvent, NotAnUpsert, Request, SourceRecord
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Fixed namespace of the ids derived from a record's position, uuid5(namespace, "topic/partition/offset").
 # A replay of the same record yields the same eventId, so Personalize sees the same event, not a new one.
 EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:personalize-kafka-connector:event-id")
 
-Getter = Callable[[Mapping[str, Any]], Any]
+
+@dataclass(frozen=True, slots=True)
+class SessionKey:
+    """PutEvents carries one session per call: events are grouped by this key."""
+
+    tracking_id: str
+    session_id: str
+    user_id: str | None
+    route: str = "events"
+
+    def request(self, entries: list[dict[str, Any]]) -> Request:
+        params: dict[str, Any] = {"trackingId": self.tracking_id, "sessionId": self.session_id, "eventList": entries}
+        if self.user_id:  # None or "": an anonymous session, sent without userId
+            params["userId"] = self.user_id
+        return Request("PutEvents", params)
 
 
 def derived_event_id(source: SourceRecord) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{source.topic}/{source.partition}/{source.offset}"))
-
-
-def compile_path(path: str | None) -> Getter:
-    """A getter for a dotted path; a missing key or a non-record on the way yields None."""
-    if path is None:
-        return lambda record: None
-    parts = path.split(".")
-    if len(parts) == 1:
-        key = parts[0]
-        return lambda record: record.get(key)
-
-    def get(record: Mapping[str, Any]) -> Any:
-        value: Any = record
-        for part in parts:
-            if not isinstance(value, Mapping):
-                return None
-            value = value.get(part)
-        return value
-
-    return get
 
 
 class _Limits:
@@ -92,7 +89,10 @@ def _member(shape: StructureShape, *path: str) -> Shape:
 
 
 class EventMapper:
-    """Maps decoded records to PutEvents events according to a MappingConfig."""
+    """Maps decoded records to PutEvents events according to a MappingConfig (the events destination)."""
+
+    counts_events = True  # its entries count in pkc_events_delivered_total too
+    skips_deletes = False
 
     def __init__(self, mapping: MappingConfig, default_tracking_id: str, route: str = "events") -> None:
         self._default_tracking_id = default_tracking_id
@@ -146,6 +146,10 @@ class EventMapper:
         if not self._certainly_valid(key, body, properties):
             self._validate(key, body)
         return Event(key=key, body=body, record=source)
+
+    def tombstone(self, record: SourceRecord) -> NotAnUpsert | None:
+        """None: a record without a value goes to the decoder like any other."""
+        return None
 
     def _collect_properties(self, record: Mapping[str, Any]) -> dict[str, Any]:
         return collect_properties(record, self._properties, self._property_fields)
@@ -205,21 +209,6 @@ class EventMapper:
             raise InvalidEvent("; ".join(problems))
 
 
-def collect_properties(
-    record: Mapping[str, Any], from_map: Getter, fields: list[tuple[str, Getter]]
-) -> dict[str, Any]:
-    """`properties` from a map field and/or single fields named by their last path component."""
-    found = from_map(record)
-    if found is not None and not isinstance(found, Mapping):
-        raise InvalidEvent(f"properties: expected a map, got {type(found).__name__}")
-    properties = dict(found) if found else {}
-    for name, get in fields:
-        value = get(record)
-        if value is not None:
-            properties[name] = value
-    return properties
-
-
 def _event_value(value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise InvalidEvent(f"eventValue: expected a number, got {type(value).__name__}")
@@ -233,73 +222,9 @@ def _event_value(value: Any) -> float:
     return number
 
 
-def properties_json(properties: Mapping[str, Any]) -> str:
-    """The `properties` JSON string: strict JSON, which has no NaN or Infinity."""
-    try:
-        return json.dumps(properties, separators=(",", ":"), allow_nan=False, default=api_json_value)
-    except (TypeError, ValueError) as exc:
-        # Only now look for the culprit (the hot path pays for one dumps, nothing more).
-        where = _non_finite_path(properties, "properties")
-        if where is not None:
-            path, number = where
-            raise InvalidEvent(
-                f"{path}: {number!r} is not a JSON number (properties must be valid JSON; "
-                "NaN and Infinity are not)"
-            ) from None
-        raise InvalidEvent(f"properties: cannot be written as JSON ({exc})") from None
-
-
-def _non_finite_path(value: Any, path: str) -> tuple[str, float] | None:
-    """Where in a properties value the first NaN/±Infinity sits (nested maps and lists too)."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else (path, value)
-    if isinstance(value, Mapping):
-        children: Iterable[tuple[str, Any]] = ((f"{path}.{k}", v) for k, v in value.items())
-    elif isinstance(value, list | tuple):
-        children = ((f"{path}.{i}", v) for i, v in enumerate(value))
-    else:
-        return None
-    for child_path, child in children:
-        found = _non_finite_path(child, child_path)
-        if found is not None:
-            return found
-    return None
-
-
-def epoch_millis(when: dt.datetime) -> int:
-    """A datetime as epoch milliseconds (floored); a naive one (Avro local-timestamp-*) is taken as UTC."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return (when - EPOCH) // dt.timedelta(milliseconds=1)
-
-
-def api_json_value(value: Any) -> Any:
-    """json.dumps' `default` for properties: what the decoders hand over that JSON has no type for.
-
-    Only Avro timestamps remain datetimes after decoding (connector.decode.logical converts the other
-    logical types); in properties they are epoch milliseconds, like an integer sentAt. json calls this
-    only for values it cannot write itself, so ordinary properties cost nothing more.
-    """
-    if isinstance(value, dt.datetime):
-        return epoch_millis(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def _without_prefix(message: str) -> str:
     # check_event names fields "event.properties"; the dead letter should say "properties".
     return message.removeprefix("event.")
-
-
-def as_id(value: Any, name: str) -> str | None:
-    """Identifier-like fields: strings as they are, integers as decimal strings (schemas with long ids),
-    timestamps as epoch milliseconds."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, dt.datetime):  # an Avro timestamp: its epoch milliseconds, as in properties
-        return str(epoch_millis(value))
-    raise InvalidEvent(f"{name}: expected a string, got {type(value).__name__}")
 
 
 def _sent_at(value: Any) -> dt.datetime:
@@ -324,3 +249,9 @@ def _sent_at(value: Any) -> dt.datetime:
     if value is None:
         raise InvalidEvent("sentAt: is required")
     raise InvalidEvent(f"sentAt: expected epoch milliseconds or a timestamp, got {type(value).__name__}")
+
+
+def build(route: EventsRoute) -> EventMapper:
+    """The destination of an `events` route."""
+    assert route.tracking_id is not None  # checked by Settings
+    return EventMapper(route.mapping, route.tracking_id, route=route.name)

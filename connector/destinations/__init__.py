@@ -1,0 +1,25 @@
+"""Destinations: one module per Personalize write operation, each owning what it knows.
+
+A destination owns its mapper (decoded record -> entry body), its batching key (which entries may
+share a call, and in what order), its tombstone and delete policy, and the call its key forms
+from a batch (operation name and parameters). The pipeline sees only `base.Destination`; the sink
+sends `batch.key.request(bodies)` and names no destination.
+
+- `events`: PutEvents, batched by session (`SessionKey`: trackingId, sessionId, userId).
+- `items`, `users`: PutItems / PutUsers, batched by dataset and source partition; they share
+  `entities` (an `EntityKind` names the operation, the id field and the entries' parameter).
+- `fields`: field paths and value conversions every mapper shares.
+- `registry`: `destination:` names of the configuration -> how to build each destination.
+
+Adding a destination (say `actions`, PutActions):
+1. A configuration model in connector/config.py: a route model with `destination: Literal["actions"]`
+   added to the `RouteConfig` union, and its mapping model.
+2. A module here: its mapper implementing `base.Destination` (`counts_events`, `skips_deletes`,
+   `tombstone`, `to_event`), its key with `route` and `request(entries) -> Request`, and
+   `build(route_config)`. PutActions has the dataset shape: `EntityKind("actions", "PutActions",
+   "actionId")` and `entities.build` are enough; PutActionInteractions needs its own key.
+3. A registry entry: `"actions": Registration(actions.build, "action.avsc")` (the packaged reader
+   schema, if the destination has one in avro_schemas).
+Nothing in the worker, the pipeline, the batcher or the sink changes; the registry's unit test
+fails until every `destination:` value the configuration accepts is registered.
+"""
