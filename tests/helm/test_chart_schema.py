@@ -122,7 +122,7 @@ def test_every_example_values_file_passes_lint(helm: Helm, name: str, values: Pa
     assert "0 chart(s) failed" in out, name
 
 
-# ---- the schema follows connector/config.py ----------------------------------------------------------
+# ---- the schema follows connector/config/ ----------------------------------------------------------
 
 
 def _sections() -> dict[str, type[BaseModel]]:
