@@ -12,7 +12,7 @@ sends `batch.key.request(bodies)` and names no destination.
 - `registry`: `destination:` names of the configuration -> how to build each destination.
 
 Adding a destination (say `actions`, PutActions):
-1. A configuration model in connector/config.py: a route model with `destination: Literal["actions"]`
+1. A configuration model in connector/config/models.py: a route model with `destination: Literal["actions"]`
    added to the `RouteConfig` union, and its mapping model.
 2. A module here: its mapper implementing `base.Destination` (`counts_events`, `skips_deletes`,
    `tombstone`, `to_event`), its key with `route` and `request(entries) -> Request`, and
