@@ -23,6 +23,7 @@ from typing import Any
 from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterRefused, DeadLetterWriter
 from connector.dlq_limits import FailureRatioLimit
+from connector.kafka.base import CommitFailed, Source
 from connector.logs import redact
 from connector.observability import Health, Metrics
 from connector.offsets import OffsetTracker, decode_delivered, encode_delivered
@@ -36,7 +37,6 @@ from connector.records import (
 )
 from connector.routes import Decoder, Mapper, Route, RouteTable
 from connector.sink import PutEventsSink, SendOutcome
-from connector.source.base import CommitFailed, Source
 
 log = logging.getLogger(__name__)
 

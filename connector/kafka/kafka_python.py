@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from connector.config import ConfigError
+from connector.kafka.base import CommitFailed, KafkaUnreachable, RebalanceListener, explain
 from connector.records import SourceRecord, TopicPartition, header_key
-from connector.source.base import CommitFailed, RebalanceListener
-from connector.source.confluent import KafkaUnreachable, _explain
 
 log = logging.getLogger(__name__)
 
@@ -216,14 +215,14 @@ def _bootstrap_list(bootstrap_servers: str) -> list[str]:
 def auth_config(msk_iam_region: str | None) -> dict[str, Any]:
     """kafka-python keyword arguments for `kafka.msk_iam_region` (AWS MSK IAM over SASL/OAUTHBEARER).
 
-    The same signer as the confluent backend (connector.source.auth), behind kafka-python's token
+    The same signer as the confluent backend (connector.kafka.auth), behind kafka-python's token
     provider interface; kafka-python asks for a token on every new connection.
     """
     if msk_iam_region is None:
         return {}
     from kafka.net.sasl.oauth import AbstractTokenProvider
 
-    from connector.source.auth import KafkaAuthError, msk_iam_oauth_cb
+    from connector.kafka.auth import KafkaAuthError, msk_iam_oauth_cb
 
     oauth_cb = msk_iam_oauth_cb(msk_iam_region)
 
@@ -426,7 +425,7 @@ class KafkaPythonSource:
             # Unlike librdkafka, kafka-python connects here (bootstrap_timeout_ms, default 30 s).
             self._consumer = KafkaConsumer(**dict(config))
         except KafkaError as exc:
-            raise KafkaUnreachable(f"cannot use the Kafka cluster: {_explain(f'{type(exc).__name__}: {exc}')}") \
+            raise KafkaUnreachable(f"cannot use the Kafka cluster: {explain(f'{type(exc).__name__}: {exc}')}") \
                 from None
         # kafka-python 3.0.12 does not hand allow_auto_create_topics to its metadata cache, whose
         # requests then re-create a deleted topic at once (with the broker's defaults): hand it over.
@@ -487,7 +486,7 @@ class KafkaPythonSource:
         try:
             self._consumer.bootstrap(timeout_ms=int(timeout_s * 1000))
         except KafkaError as exc:
-            raise KafkaUnreachable(f"cannot use the Kafka cluster: {_explain(f'{type(exc).__name__}: {exc}')}") \
+            raise KafkaUnreachable(f"cannot use the Kafka cluster: {explain(f'{type(exc).__name__}: {exc}')}") \
                 from None
 
     def subscribe(self, topics: list[str], listener: RebalanceListener) -> None:
