@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.config import KafkaConfig, Settings
 from connector.dlq import DeadLetterFormat, DeadLetterWriter
-from connector.kafka import confluent, kafka_python
+from connector.kafka import confluent, kafka_python, kafka_python_config
 from connector.kafka.auth import confluent_auth_config
 from connector.kafka.base import ClusterAdmin, Source, TopicReader
 
@@ -49,7 +49,7 @@ class KafkaClients:
         """The MSK IAM properties of the configured client, signed once (KafkaAuthError if not possible)."""
         if self._auth is None:
             region = self.kafka.msk_iam_region
-            self._auth = (kafka_python.auth_config(region) if self.uses_kafka_python
+            self._auth = (kafka_python_config.auth_config(region) if self.uses_kafka_python
                           else confluent_auth_config(region))
         return self._auth
 
@@ -64,21 +64,22 @@ class KafkaClients:
         group, reset = group_id or k.group_id, auto_offset_reset or k.auto_offset_reset
         if self.uses_kafka_python:
             # kafka.config stays librdkafka-style; untranslatable properties raise a ConfigError naming them.
-            return kafka_python.consumer_config(k.bootstrap_servers, group, reset, k.config, self._authentication())
+            return kafka_python_config.consumer_config(k.bootstrap_servers, group, reset, k.config,
+                                                       self._authentication())
         return confluent.consumer_config(k.bootstrap_servers, group, reset, self._librdkafka_properties())
 
     def dead_letter_config(self) -> dict[str, Any]:
         """The dead-letter producer (idempotent, acks=all)."""
         k = self.kafka
         if self.uses_kafka_python:
-            return kafka_python.producer_config(k.bootstrap_servers, k.config, self._authentication())
+            return kafka_python_config.producer_config(k.bootstrap_servers, k.config, self._authentication())
         return confluent.dead_letter_producer_config(k.bootstrap_servers, self._librdkafka_properties())
 
     def admin_config(self, timeout_s: float) -> dict[str, Any]:
         """`check`'s admin client; `timeout_s` bounds each request."""
         k = self.kafka
         if self.uses_kafka_python:
-            translated = kafka_python.producer_config(k.bootstrap_servers, k.config, self._authentication())
+            translated = kafka_python_config.producer_config(k.bootstrap_servers, k.config, self._authentication())
             admin = {key: v for key, v in translated.items() if key in _KAFKA_PYTHON_ADMIN_KEYS}
             return {**admin, "request_timeout_ms": int(timeout_s * 1000),
                     "bootstrap_timeout_ms": int(timeout_s * 1000)}

@@ -39,7 +39,7 @@ class KafkaPythonDeadLetterWriter:
         config: Mapping[str, Any],
         fmt: DeadLetterFormat | None = None,
     ) -> None:
-        """`config`: KafkaProducer keyword arguments, from connector.kafka.kafka_python.producer_config."""
+        """`config`: KafkaProducer keyword arguments, from connector.kafka.kafka_python_config.producer_config."""
         self.topic = topic
         self.format = fmt or DeadLetterFormat()
         self._config = dict(config)

@@ -17,7 +17,8 @@ from fixtures.pipeline import committed_and_end_offsets, connector_config, read_
 
 from connector.config import ConfigError, Settings, load_settings
 from connector.dlq import parse_error_headers
-from connector.kafka.kafka_python import KafkaPythonSource, consumer_config
+from connector.kafka.kafka_python import KafkaPythonSource
+from connector.kafka.kafka_python_config import consumer_config
 from connector.produce import produce
 from connector.records import InvalidEvent, SourceRecord, TopicPartition
 from connector.worker import Worker
