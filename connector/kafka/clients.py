@@ -101,16 +101,14 @@ class KafkaClients:
 
     # ------------------------------------------------------------------ clients
 
-    def source(self, group_id: str | None = None) -> Source:
+    def source(self) -> Source:
         """The worker's consumer, with the cluster checked once (KafkaUnreachable naming the cause)."""
         source: confluent.ConfluentSource | kafka_python.KafkaPythonSource
         if self.uses_kafka_python:
-            source = kafka_python.KafkaPythonSource(self.consumer_config(group_id))
+            source = kafka_python.KafkaPythonSource(self.consumer_config())
         else:
-            from connector.kafka.confluent_tools import librdkafka_config_errors
-
-            with librdkafka_config_errors():
-                source = confluent.ConfluentSource(self.consumer_config(group_id))
+            with confluent.librdkafka_config_errors():
+                source = confluent.ConfluentSource(self.consumer_config())
         source.preflight()
         return source
 
@@ -119,10 +117,9 @@ class KafkaClients:
             from connector.kafka.kafka_python_writer import KafkaPythonDeadLetterWriter
 
             return KafkaPythonDeadLetterWriter(topic, self.dead_letter_config(), fmt=fmt)
-        from connector.kafka.confluent_tools import librdkafka_config_errors
         from connector.kafka.confluent_writer import ConfluentDeadLetterWriter
 
-        with librdkafka_config_errors():
+        with confluent.librdkafka_config_errors():
             return ConfluentDeadLetterWriter(topic, self.dead_letter_config(), fmt=fmt)
 
     def admin(self, timeout_s: float) -> ClusterAdmin:

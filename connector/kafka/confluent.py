@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from connector.config import ConfigError
 from connector.kafka.base import CommitFailed, KafkaUnreachable, RebalanceListener, explain
 from connector.records import SourceRecord, TopicPartition
 
@@ -66,6 +68,19 @@ def dead_letter_producer_config(bootstrap_servers: str, user_config: Mapping[str
         "acks": "all",
         "linger.ms": 5,
     }
+
+
+@contextmanager
+def librdkafka_config_errors() -> Iterator[None]:
+    """librdkafka refuses an unknown property or an invalid value when a client is created
+    ('Invalid value for configuration property "fetch.wait.max.ms"'): a ConfigError naming it."""
+    try:
+        yield
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if not isinstance(error, KafkaError) or error.code() != KafkaError._INVALID_ARG:
+            raise
+        raise ConfigError(f"kafka.config: librdkafka refuses it: {error.str()}") from None
 
 
 class ConfluentSource:

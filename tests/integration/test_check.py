@@ -165,10 +165,12 @@ def test_kafka_python_gives_the_same_answers_as_confluent_kafka(
     for client in ("confluent", "kafka-python"):
         config["kafka"]["client"] = client
         result = check(write_config(tmp_path, config), env={"COLUMNS": "1000"})
-        answers[client] = (result.returncode, lines(result, "FAIL"), _rows(result))
+        # The Kafka rows: the registry's subject count moves while other tests register schemas.
+        kafka_rows = {name: row for name, row in _rows(result).items() if name.startswith(("kafka.", "dlq."))}
+        answers[client] = (result.returncode, lines(result, "FAIL"), kafka_rows)
     print(answers["confluent"])
     code, failures, rows = answers["confluent"]
-    assert code == 1 and len(failures) == 1
+    assert code == 1 and len(failures) == 1 and len(rows) == 5
     assert rows["kafka.group"][0] == "PASS" and "committed offsets for 1 partition(s), lag" in rows["kafka.group"][1]
     assert answers["kafka-python"] == answers["confluent"]
 
