@@ -183,3 +183,15 @@ def test_an_unreachable_broker_fails_within_the_timeout_with_kafka_python(
     assert result.returncode == 1
     assert lines(result, "FAIL kafka.cluster: cannot reach Kafka at 127.0.0.1:1")
     assert "SKIP" in result.stdout
+
+
+def test_with_kafka_python_check_refuses_what_kafka_python_cannot_use(
+    config: dict[str, Any], aws_env: None, tmp_path: Path
+) -> None:
+    """As `run` does: a librdkafka-only property is named, not silently dropped (and `check` really
+    asks with kafka-python: confluent-kafka would accept the property)."""
+    config["kafka"].update(client="kafka-python", config={"queued.max.messages.kbytes": 16384})
+    result = check(write_config(tmp_path, config), "--timeout", "3")
+    assert result.returncode == 1
+    [row] = lines(result, "FAIL kafka.cluster")
+    assert "kafka.config has properties the kafka-python client cannot use: queued.max.messages.kbytes" in row

@@ -190,6 +190,13 @@ def test_inspect_and_replay_with_kafka_python_read_what_confluent_kafka_reads(
     committed, ends = committed_and_end_offsets(stack.bootstrap, setup.group + ".dlq-replay", setup.dlq)
     assert committed == ends
 
+    # It is kafka-python that reads: a property only librdkafka knows is refused, naming it.
+    config["kafka"]["config"] = {"queued.max.messages.kbytes": 16384}
+    kafka_python.write_text(yaml.safe_dump(config))
+    refused = dlq("inspect", "--config", str(kafka_python))
+    assert refused.returncode == 2
+    assert "the kafka-python client cannot use: queued.max.messages.kbytes" in refused.stdout
+
 
 def test_replay_without_a_dlq_topic_is_a_usage_error(setup: Setup, tmp_path: Path) -> None:
     path = tmp_path / "nodlq.yaml"
