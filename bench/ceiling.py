@@ -44,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     from connector.config import load_settings
     from connector.decode import build_decoder
     from connector.destinations.events import EventMapper
-    from connector.source.confluent import ConfluentSource, consumer_config
+    from connector.kafka.clients import KafkaClients
 
     settings = load_settings(args.config)
     k = settings.kafka
-    source = ConfluentSource(consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, k.config))
+    source = KafkaClients.from_settings(settings).source()  # the worker's own consumer
     decoder = build_decoder(settings, registry_client(settings))
     mapper = EventMapper(settings.mapping, settings.personalize.tracking_id or "")
     source.subscribe(list(k.topics), _Listener())

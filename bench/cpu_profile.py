@@ -29,7 +29,7 @@ MAIN_OTHER = "worker loop and other (main thread)"
 POOL_OTHER = "sink other (rate limiter, metrics, pool)"
 # (path suffix, function name) -> stage; paths are matched with "/" separators.
 MAIN_ENTRIES: dict[tuple[str, str], str] = {
-    ("connector/source/confluent.py", "poll"): "consume (librdkafka consume -> SourceRecord)",
+    ("connector/kafka/confluent.py", "poll"): "consume (librdkafka consume -> SourceRecord)",
     ("connector/decode/confluent_wire.py", "decode"): "decode (Avro, fastavro)",
     ("connector/destinations/events.py", "to_event"): "map + validate (EventMapper)",
     ("connector/batcher.py", "add"): "batch (SessionBatcher)",

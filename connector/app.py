@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.resources
 import json
 import logging
@@ -10,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -20,19 +21,18 @@ from connector.batcher import SessionBatcher
 from connector.config import ConfigError, EntityRoute, EventsRoute, Settings, load_settings
 from connector.decode import build_decoder
 from connector.decode.base import RegistryUnavailable
+from connector.destinations.base import Destination
 from connector.destinations.registry import DESTINATIONS
-from connector.dlq import ConfluentDeadLetterWriter, DeadLetterFormat, DeadLetterWriter
-from connector.dlq_kafka_python import KafkaPythonDeadLetterWriter
+from connector.dlq import DeadLetterFormat, DeadLetterWriter
+from connector.kafka.auth import KafkaAuthError
+from connector.kafka.base import KafkaUnreachable
+from connector.kafka.clients import KafkaClients
 from connector.logs import configure_logging, register_secrets
 from connector.observability import Health, Metrics, ObservabilityServer
 from connector.ratelimit import AdaptiveRateLimiter
+from connector.records import TopicPartition
 from connector.routes import Route
 from connector.sink import PutEventsSink, make_client
-from connector.source.auth import KafkaAuthError, confluent_auth_config
-from connector.source.confluent import ConfluentSource, KafkaUnreachable, consumer_config
-from connector.source.kafka_python import KafkaPythonSource
-from connector.source.kafka_python import auth_config as kafka_python_auth_config
-from connector.source.kafka_python import consumer_config as kafka_python_consumer_config
 from connector.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -93,44 +93,36 @@ def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
 
 
 def build_worker(
-    settings: Settings, metrics: Metrics | None = None, health: Health | None = None, *, replaying: bool = False
+    settings: Settings,
+    metrics: Metrics | None = None,
+    health: Health | None = None,
+    *,
+    replaying: bool = False,
+    stop_at: dict[TopicPartition, int] | None = None,
+    wrap_destination: Callable[[Destination], Destination] | None = None,
 ) -> Worker:
     """`replaying`: the source is a dead-letter topic (`dlq replay`), whose pkc.source.* headers
-    name the original positions that new dead letters must keep (connector.dlq.DeadLetterFormat)."""
+    name the original positions that new dead letters must keep (connector.dlq.DeadLetterFormat).
+    `stop_at`: the worker stops once it has reached these offsets (WorkerSettings.stop_at).
+    `wrap_destination`: applied to every route's destination (a replay maps with the original positions)."""
     k, b = settings.kafka, settings.batching
     metrics = metrics or Metrics()
     if settings.decode.format == "confluent" and not settings.schema_registry.url:
         raise ConfigError("schema_registry.url: is required when decode.format is 'confluent' (the default)")
     routes = build_routes(settings, metrics)
+    if wrap_destination is not None:
+        routes = [dataclasses.replace(route, destination=wrap_destination(route.destination)) for route in routes]
     dlq_topics = [r.dlq_topic for r in routes if r.dlq_topic]
     letter_format = DeadLetterFormat(settings.dlq.context_headers, settings.dlq.include_stacktrace, replaying)
-    source: ConfluentSource | KafkaPythonSource
-    dead_letters: DeadLetterWriter | None
-    if k.client == "kafka-python":
-        # kafka.config stays librdkafka-style; untranslatable properties raise a ConfigError naming them.
-        auth = kafka_python_auth_config(k.msk_iam_region)
-        source = KafkaPythonSource(
-            kafka_python_consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, k.config, auth)
-        )
-        source.preflight()
-        dead_letters = (
-            KafkaPythonDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, k.config, auth, fmt=letter_format)
-            if dlq_topics
-            else None
-        )
-    else:
-        client_config = {**k.config, **confluent_auth_config(k.msk_iam_region)}
-        with _librdkafka_config_errors():
-            source = ConfluentSource(
-                consumer_config(k.bootstrap_servers, k.group_id, k.auto_offset_reset, client_config)
-            )
-        source.preflight()
-        with _librdkafka_config_errors(closing=source):
-            dead_letters = (
-                ConfluentDeadLetterWriter(dlq_topics[0], k.bootstrap_servers, client_config, fmt=letter_format)
-                if dlq_topics
-                else None
-            )
+    clients = KafkaClients.from_settings(settings)
+    source = clients.source()
+    dead_letters: DeadLetterWriter | None = None
+    if dlq_topics:
+        try:
+            dead_letters = clients.dead_letter_writer(dlq_topics[0], letter_format)
+        except ConfigError:
+            source.close()
+            raise
     return Worker(
         WorkerSettings(
             topics=[topic for route in routes for topic in route.topics],
@@ -147,6 +139,7 @@ def build_worker(
             max_failure_ratio=settings.dlq.max_failure_ratio,
             failure_ratio_window=settings.dlq.failure_ratio_window,
             stall_retry_s=settings.dlq.stall_retry_s,
+            stop_at=stop_at,
         ),
         source=source,
         routes=routes,
@@ -156,23 +149,6 @@ def build_worker(
         metrics=metrics,
         health=health,
     )
-
-
-@contextmanager
-def _librdkafka_config_errors(closing: ConfluentSource | None = None) -> Iterator[None]:
-    """librdkafka refuses an unknown property or an invalid value when a client is created
-    ('Invalid value for configuration property "fetch.wait.max.ms"'): a ConfigError naming it."""
-    from confluent_kafka import KafkaError, KafkaException
-
-    try:
-        yield
-    except KafkaException as exc:
-        error = exc.args[0] if exc.args else None
-        if not isinstance(error, KafkaError) or error.code() != KafkaError._INVALID_ARG:
-            raise
-        if closing is not None:
-            closing.close()
-        raise ConfigError(f"kafka.config: librdkafka refuses it: {error.str()}") from None
 
 
 def _stop_with(message: str, code: int) -> int:

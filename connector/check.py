@@ -12,7 +12,6 @@ Exit codes: 0 nothing failed (warnings allowed), 1 a probe failed, 2 the configu
 from __future__ import annotations
 
 import argparse
-import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -21,7 +20,9 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 
 from connector.config import ConfigError, Settings, load_settings
+from connector.kafka.base import ClusterAdmin
 from connector.logs import mask_url_credentials
+from connector.records import TopicPartition
 
 Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 T = TypeVar("T")
@@ -77,69 +78,40 @@ def with_deadline(fn: Callable[[], T], timeout_s: float, what: str) -> T:
 # ---------------------------------------------------------------------------------------- Kafka
 
 
-def _quiet_logger() -> logging.Logger:
-    """librdkafka's log lines (connection refused, retries...) go here instead of stderr."""
-    logger = logging.getLogger("connector.check.librdkafka")
-    logger.propagate = False
-    logger.addHandler(logging.NullHandler())
-    return logger
-
-
-def _admin_config(settings: Settings, timeout_s: float, errors: list[str] | None = None) -> dict[str, Any]:
-    from connector.dlq import _producer_safe  # the admin client is producer-typed in librdkafka
-
-    def on_error(error: Any) -> None:  # TLS and SASL failures reach only error_cb
-        if errors is not None:
-            errors.append(str(error.str()))
-
-    return {
-        **_producer_safe(settings.kafka.config),
-        "bootstrap.servers": settings.kafka.bootstrap_servers,
-        "socket.timeout.ms": int(timeout_s * 1000),
-        "logger": _quiet_logger(),
-        "error_cb": on_error,
-    }
-
-
 def _kafka_error(exc: BaseException) -> str:
     text = str(exc.args[0]) if exc.args else str(exc)
     return text if text else type(exc).__name__
 
 
-def _unreachable_reason(admin: Any, exc: BaseException, errors: list[str]) -> str:
-    """Why the metadata request failed, in the words `run` uses (wrong password, untrusted
-    certificate, missing client certificate, nothing listening), from what error_cb saw."""
-    from connector.source.confluent import _explain
-
-    admin.poll(0.5)  # error_cb is served by poll
-    reasons = "; ".join(dict.fromkeys(errors)) or _kafka_error(exc)
-    return _explain(reasons)
-
-
 def check_kafka(settings: Settings, timeout_s: float) -> list[CheckResult]:
-    from confluent_kafka.admin import AdminClient
+    """The cluster, the topics, the group and the dead-letter topic, read with the client `run` uses
+    (`kafka.client`, `kafka.msk_iam_region`: connector.kafka.clients)."""
+    from connector.kafka.auth import KafkaAuthError
+    from connector.kafka.clients import KafkaClients
 
+    try:
+        admin = KafkaClients.from_settings(settings).admin(timeout_s)
+    except (ConfigError, KafkaAuthError) as exc:  # kafka.config the client refuses; MSK IAM cannot sign
+        return [CheckResult("kafka.cluster", "FAIL", str(exc)), *_skipped(settings)]
+    try:
+        return _check_cluster(settings, admin, timeout_s)
+    finally:
+        admin.close()
+
+
+def _check_cluster(settings: Settings, admin: ClusterAdmin, timeout_s: float) -> list[CheckResult]:
     k = settings.kafka
     results: list[CheckResult] = []
-    errors: list[str] = []
     try:
-        admin = AdminClient(_admin_config(settings, timeout_s, errors))
-    except Exception as exc:  # an unknown property or an invalid value in kafka.config
-        return [CheckResult("kafka.cluster", "FAIL", f"kafka.config: librdkafka refuses it: {_kafka_error(exc)}")]
-    try:
-        metadata = with_deadline(lambda: admin.list_topics(timeout=timeout_s), timeout_s + 2, "Kafka metadata")
+        metadata = with_deadline(lambda: admin.cluster(timeout_s), timeout_s + 2, "Kafka metadata")
     except Exception as exc:
         results.append(CheckResult("kafka.cluster", "FAIL",
-                                   f"cannot reach Kafka at {k.bootstrap_servers}: "
-                                   f"{_unreachable_reason(admin, exc, errors)}"))
-        skipped = [f"kafka.topic {t}" for t in _all_topics(settings)] + ["kafka.group"]
-        skipped += ["dlq.topic"] * bool(_dlq_topics(settings))
-        results.extend(CheckResult(name, "SKIP", "Kafka is not reachable") for name in skipped)
-        return results
-    topics: dict[str, Any] = metadata.topics
+                                   f"cannot reach Kafka at {k.bootstrap_servers}: {admin.unreachable_reason(exc)}"))
+        return results + _skipped(settings)
+    topics = metadata.topics
     results.append(CheckResult(
         "kafka.cluster", "PASS",
-        f"{k.bootstrap_servers}: {len(metadata.brokers)} broker(s), cluster id {metadata.cluster_id}",
+        f"{k.bootstrap_servers}: {metadata.brokers} broker(s), cluster id {metadata.cluster_id}",
     ))
 
     import re
@@ -163,7 +135,7 @@ def check_kafka(settings: Settings, timeout_s: float) -> list[CheckResult]:
             results.append(CheckResult(f"kafka.topic {topic}", "FAIL",
                                        f"topic '{topic}' does not exist{reason}; create it or fix kafka.topics"))
             continue
-        results.append(CheckResult(f"kafka.topic {topic}", "PASS", f"{len(found.partitions)} partition(s)"))
+        results.append(CheckResult(f"kafka.topic {topic}", "PASS", f"{found.partitions} partition(s)"))
         subscribed.append(topic)
 
     results.append(_check_group(admin, k.group_id, subscribed, timeout_s))
@@ -180,8 +152,15 @@ def check_kafka(settings: Settings, timeout_s: float) -> list[CheckResult]:
                                        f"dead-letter topic '{dlq}' does not exist; create it (the connector "
                                        "does not create topics)"))
         else:
-            results.append(CheckResult("dlq.topic", "PASS", f"'{dlq}': {len(topics[dlq].partitions)} partition(s)"))
+            results.append(CheckResult("dlq.topic", "PASS", f"'{dlq}': {topics[dlq].partitions} partition(s)"))
     return results
+
+
+def _skipped(settings: Settings) -> list[CheckResult]:
+    """What is not asked when the cluster cannot be asked anything."""
+    names = [f"kafka.topic {t}" for t in _all_topics(settings)] + ["kafka.group"]
+    names += ["dlq.topic"] * bool(_dlq_topics(settings))
+    return [CheckResult(name, "SKIP", "Kafka is not reachable") for name in names]
 
 
 def _all_topics(settings: Settings) -> list[str]:
@@ -193,22 +172,16 @@ def _dlq_topics(settings: Settings) -> list[str]:
     return sorted({route.dlq_topic for route in settings.effective_routes() if route.dlq_topic})
 
 
-def _check_group(admin: Any, group: str, topics: list[str], timeout_s: float) -> CheckResult:
+def _check_group(admin: ClusterAdmin, group: str, topics: list[str], timeout_s: float) -> CheckResult:
     """Describe the group and read its committed offsets (needs DESCRIBE on the group)."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
     name = "kafka.group"
     try:
-        described = admin.describe_consumer_groups([group], request_timeout=timeout_s)[group]
-        description = with_deadline(lambda: described.result(), timeout_s + 2, "describe group")
-        listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
-                                                  request_timeout=timeout_s)[group]
-        offsets = with_deadline(lambda: listed.result(), timeout_s + 2, "committed offsets")
+        description = with_deadline(lambda: admin.group(group, timeout_s), timeout_s + 2, "describe group")
+        offsets = with_deadline(lambda: admin.group_offsets(group, timeout_s), timeout_s + 2, "committed offsets")
     except Exception as exc:
         return CheckResult(name, "FAIL", f"cannot read consumer group '{group}': {_kafka_error(exc)}")
-    state = getattr(description.state, "name", str(description.state)).lower()
-    committed = [tp for tp in offsets.topic_partitions or [] if tp.offset >= 0 and tp.topic in topics]
-    members = len(description.members or [])
+    committed = {tp: offset for tp, offset in offsets.items() if tp.topic in topics}
+    state, members = description.state, description.members
     if not committed:
         detail = f"'{group}' ({state}, {members} member(s)): no committed offsets yet (starts per auto_offset_reset)"
     else:
@@ -217,21 +190,11 @@ def _check_group(admin: Any, group: str, topics: list[str], timeout_s: float) ->
     return CheckResult(name, "PASS", detail)
 
 
-def _lag_text(admin: Any, committed: list[Any], timeout_s: float) -> str:
+def _lag_text(admin: ClusterAdmin, committed: dict[TopicPartition, int], timeout_s: float) -> str:
     """', lag N' from the committed offsets and the partitions' end offsets (best effort)."""
-    from confluent_kafka import TopicPartition as KafkaTopicPartition
-    from confluent_kafka.admin import _listoffsets  # OffsetSpec, untyped in confluent-kafka's stubs
-
-    latest: Any = _listoffsets.OffsetSpec.latest
-
     try:
-        request = {KafkaTopicPartition(tp.topic, tp.partition): latest() for tp in committed}
-        futures = admin.list_offsets(request, request_timeout=timeout_s)
-        lag = 0
-        for tp in committed:
-            key = next(k for k in futures if k.topic == tp.topic and k.partition == tp.partition)
-            info = with_deadline(futures[key].result, timeout_s + 2, "end offsets")
-            lag += max(0, info.offset - tp.offset)
+        ends = with_deadline(lambda: admin.end_offsets(list(committed), timeout_s), timeout_s + 2, "end offsets")
+        lag = sum(max(0, ends[tp] - offset) for tp, offset in committed.items())
     except Exception:
         return ""
     return f", lag {lag:,} record(s)"

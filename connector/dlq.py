@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Literal, Protocol
 
 from connector.records import RecordError, SourceRecord
 
@@ -262,7 +260,7 @@ class DeadLetterWriter(Protocol):
 
 
 @dataclass(slots=True)
-class _Write:
+class PendingLetter:
     """One dead letter on its way: `shrunk` once it has been refused as too large and reduced."""
 
     record: SourceRecord
@@ -272,7 +270,7 @@ class _Write:
     shrunk: bool = False
 
 
-def refused_as_too_large(write: _Write, reason: str) -> _Write | Exception:
+def refused_as_too_large(write: PendingLetter, reason: str) -> PendingLetter | Exception:
     """The next step after a refusal for size: the reduced letter, or the final error."""
     if write.shrunk:
         return DeadLetterRefused(
@@ -285,123 +283,4 @@ def refused_as_too_large(write: _Write, reason: str) -> _Write | Exception:
         "to %d bytes (pkc.error.value_truncated)", write.record.position(), f"{write.letter.size:,}", write.topic,
         reason, PREVIEW_BYTES,
     )
-    return _Write(write.record, smaller, write.topic, write.on_done, shrunk=True)
-
-
-class ConfluentDeadLetterWriter:
-    """Dead letters through a confluent-kafka producer (idempotent, acks=all).
-
-    librdkafka refuses a message larger than `message.max.bytes` in produce() itself, and the broker
-    refuses one larger than the topic's `max.message.bytes` in the delivery report: both are answered
-    by one smaller attempt (`shrink`). A broker refusal is retried from `poll()`, not from inside the
-    delivery callback, where producing again would re-enter librdkafka's poll.
-    """
-
-    def __init__(
-        self, topic: str, bootstrap_servers: str, client_config: Mapping[str, Any],
-        fmt: DeadLetterFormat | None = None,
-    ) -> None:
-        from confluent_kafka import Producer
-
-        self.topic = topic
-        self.format = fmt or DeadLetterFormat()
-        config: dict[str, Any] = {
-            **_producer_safe(client_config),
-            "bootstrap.servers": bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-        }
-        self._producer = Producer(config)
-        self._pending = 0
-        self._retries: queue.SimpleQueue[_Write] = queue.SimpleQueue()
-
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    def send(
-        self, record: SourceRecord, error: RecordError, on_done: DoneCallback, topic: str | None = None
-    ) -> None:
-        self._pending += 1
-        self._produce(_Write(record, self.format.build(record, error), topic or self.topic, on_done))
-
-    def _produce(self, write: _Write) -> None:
-        from confluent_kafka import KafkaError, KafkaException
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                self._next_after_refusal(write, str(err))
-            else:
-                self._finish(write, None if err is None else RuntimeError(f"dead-letter write failed: {err}"))
-
-        while True:
-            try:
-                self._producer.produce(
-                    write.topic,
-                    key=write.letter.key,
-                    value=write.letter.value,
-                    headers=cast(list[tuple[str, str | bytes | None]], write.letter.headers),
-                    on_delivery=delivered,
-                )
-                return
-            except BufferError:
-                # The local queue is full: serve delivery reports until there is room.
-                self._producer.poll(0.1)
-            except KafkaException as exc:
-                kafka_error = exc.args[0] if exc.args else None
-                if isinstance(kafka_error, KafkaError) and kafka_error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    step = refused_as_too_large(write, f"{kafka_error.str()} (the producer's message.max.bytes)")
-                    if isinstance(step, _Write):
-                        write = step
-                        continue
-                    self._finish(write, step)
-                else:
-                    self._finish(write, RuntimeError(f"dead-letter write failed: {exc}"))
-                return
-
-    def _next_after_refusal(self, write: _Write, reason: str) -> None:
-        step = refused_as_too_large(write, reason)
-        if isinstance(step, _Write):
-            self._retries.put(step)
-        else:
-            self._finish(write, step)
-
-    def _finish(self, write: _Write, error: Exception | None) -> None:
-        self._pending -= 1
-        write.on_done(write.record, error)
-
-    def _produce_retries(self) -> bool:
-        produced = False
-        while True:
-            try:
-                write = self._retries.get_nowait()
-            except queue.Empty:
-                return produced
-            self._produce(write)
-            produced = True
-
-    def poll(self) -> None:
-        self._producer.poll(0)
-        self._produce_retries()
-
-    def flush(self, timeout_s: float) -> int:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._producer.flush(max(0.0, deadline - time.monotonic()))
-            # A refusal served by that flush queued a smaller attempt: send it and wait for it too.
-            if not self._produce_retries() or time.monotonic() >= deadline:
-                return self._pending
-
-
-# librdkafka logs a warning for every consumer-only property handed to a producer; the shared
-# `kafka.config` carries mostly security settings, so pass only what a producer understands.
-_CONSUMER_ONLY_PREFIXES = (
-    "group.", "session.timeout", "heartbeat.", "max.poll", "auto.offset", "enable.auto", "auto.commit",
-    "partition.assignment", "fetch.", "isolation.level", "queued.", "enable.partition.eof",
-    "check.crcs", "allow.auto.create", "client.rack",
-)
-
-
-def _producer_safe(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY_PREFIXES)}
+    return PendingLetter(write.record, smaller, write.topic, write.on_done, shrunk=True)

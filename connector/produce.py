@@ -32,6 +32,8 @@ from connector.workload import (
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from connector.kafka.clients import KafkaClients
+
 # Throughput-oriented defaults; `extra_config` (the connector's kafka.config) overrides them.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,  # no duplicates or reordering within a session on retries
@@ -113,10 +115,13 @@ def produce(
     registry_config: Mapping[str, Any] | None = None,
     progress: bool = True,
     total: int | None = None,
+    clients: KafkaClients | None = None,
 ) -> ProduceSummary:
     """Produce `records` to `topic`, wait for every delivery, and raise ProduceError on any failure.
 
     `extra_config` is passed through to librdkafka (security settings, ...) over our defaults.
+    `clients` (the connector's factory, which `produce` on the command line uses): the producer is
+    built by it, from `kafka.config` and `kafka.msk_iam_region`, instead of `bootstrap` and `extra_config`.
     The progress bar shows only when `progress` is true and stderr is a terminal (or rich is forced
     with FORCE_TERMINAL=1); `total` sizes it (default: len(records) when records is Sized).
     """
@@ -142,14 +147,11 @@ def produce(
         if err.fatal():
             fatal.append(err)
 
-    conf: dict[str, Any] = {
-        **PRODUCER_DEFAULTS,
-        **(extra_config or {}),
-        "bootstrap.servers": bootstrap,
-        "on_delivery": on_delivery,
-        "error_cb": on_error,
-    }
-    producer = Producer(conf)
+    callbacks = {"on_delivery": on_delivery, "error_cb": on_error}
+    if clients is not None:
+        producer = clients.producer({**PRODUCER_DEFAULTS, **callbacks})
+    else:
+        producer = Producer({**PRODUCER_DEFAULTS, **(extra_config or {}), "bootstrap.servers": bootstrap, **callbacks})
 
     if total is None and isinstance(records, Sized):
         total = len(records)
@@ -257,6 +259,8 @@ def run_from_cli(args: argparse.Namespace) -> int:
 
     from connector.app import registry_client_config
     from connector.config import ConfigError, load_settings
+    from connector.kafka.auth import KafkaAuthError
+    from connector.kafka.clients import KafkaClients
 
     err = Console(stderr=True)
     try:
@@ -279,11 +283,11 @@ def run_from_cli(args: argparse.Namespace) -> int:
             settings.kafka.bootstrap_servers,
             registry_url,
             topic,
-            extra_config=dict(settings.kafka.config),
             registry_config=registry_client_config(settings),
             total=args.events,
+            clients=KafkaClients.from_settings(settings),
         )
-    except ProduceError as exc:
+    except (ProduceError, KafkaAuthError) as exc:
         err.print(f"[red]produce failed: {exc}[/red]", highlight=False)
         return 1
     Console().print(summary_table(summary))

@@ -16,6 +16,8 @@ it from the original position named by the `pkc.source.*` headers, not from the 
 dead-letter topic, so the same source record dead-lettered twice is still one event at Personalize.
 
 `inspect` and `replay --dry-run` read with an assigned (group-less) consumer and never commit.
+Every Kafka client here comes from connector.kafka.clients, so `kafka.client` and
+`kafka.msk_iam_region` apply as they do to `run`.
 """
 
 from __future__ import annotations
@@ -30,15 +32,15 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connector.config import ConfigError, Settings, load_settings
 from connector.destinations.base import Destination
 from connector.dlq import parse_error_headers, source_position
+from connector.kafka.auth import KafkaAuthError
+from connector.kafka.base import KafkaUnreachable, TopicReader
+from connector.kafka.clients import KafkaClients
 from connector.records import Event, NotAnUpsert, RecordError, SourceRecord, TopicPartition
-
-if TYPE_CHECKING:
-    from connector.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -105,38 +107,29 @@ class Span:
         return max(0, self.stop - self.start)
 
 
-def _consumer(settings: Settings, group_id: str) -> Any:
-    from confluent_kafka import Consumer
-
-    from connector.source.confluent import consumer_config
-
-    k = settings.kafka
-    config = consumer_config(k.bootstrap_servers, group_id, "earliest", k.config)
-    return Consumer(config)
+def _reader(settings: Settings, group_id: str) -> TopicReader:
+    return KafkaClients.from_settings(settings).reader(group_id)
 
 
 def plan_spans(
-    consumer: Any, topic: str, limit: int | None, committed_group: bool, timeout_s: float = 10.0
+    reader: TopicReader, topic: str, limit: int | None, committed_group: bool, timeout_s: float = 10.0
 ) -> dict[TopicPartition, Span]:
     """What to read of `topic`: from the group's committed offset (or the log start) to the end now.
 
     `limit` is spread over the partitions in order: partition 0 first, then 1, ... Partitions with
     nothing to read are left out.
     """
-    from confluent_kafka import TopicPartition as KafkaTopicPartition
-
-    metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-    if metadata is None or metadata.error is not None:
+    partitions = reader.partitions(topic, timeout_s)
+    if partitions is None:
         raise UsageError(f"topic '{topic}' does not exist")
-    partitions = sorted(metadata.partitions)
     committed: dict[int, int] = {}
     if committed_group:
-        for tp in consumer.committed([KafkaTopicPartition(topic, p) for p in partitions], timeout=timeout_s):
-            committed[tp.partition] = tp.offset
+        found = reader.committed([TopicPartition(topic, p) for p in partitions], timeout_s)
+        committed = {tp.partition: offset for tp, offset in found.items()}
     spans: dict[TopicPartition, Span] = {}
     remaining = limit
     for p in partitions:
-        low, high = consumer.get_watermark_offsets(KafkaTopicPartition(topic, p), timeout=timeout_s)
+        low, high = reader.watermarks(TopicPartition(topic, p), timeout_s)
         start = max(low, committed.get(p, -1))
         stop = high if remaining is None else min(high, start + remaining)
         if stop > start:
@@ -148,35 +141,26 @@ def plan_spans(
     return spans
 
 
-def read_spans(consumer: Any, spans: dict[TopicPartition, Span]) -> Iterator[SourceRecord]:
+def read_spans(reader: TopicReader, spans: dict[TopicPartition, Span]) -> Iterator[SourceRecord]:
     """Every record of the spans (assigned, no group commits); raises TimeoutError on a stall."""
-    from confluent_kafka import TopicPartition as KafkaTopicPartition
-
-    from connector.source.confluent import record_headers
-
     if not spans:
         return
-    consumer.assign([KafkaTopicPartition(tp.topic, tp.partition, s.start) for tp, s in spans.items()])
+    reader.assign({tp: s.start for tp, s in spans.items()})
     position = {tp: s.start for tp, s in spans.items()}
     last_progress = time.monotonic()
     while any(position[tp] < s.stop for tp, s in spans.items()):
-        messages = consumer.consume(500, 0.5)
-        if not messages and time.monotonic() - last_progress > READ_STALL_S:
+        records = reader.read(500, 0.5)
+        if not records and time.monotonic() - last_progress > READ_STALL_S:
             behind = {str(tp): f"{position[tp]}/{s.stop}" for tp, s in spans.items() if position[tp] < s.stop}
             raise TimeoutError(f"no records for {READ_STALL_S:.0f}s below the end offsets: {behind}")
-        for msg in messages:
-            if msg.error() is not None:
-                continue
+        for record in records:
             last_progress = time.monotonic()
-            tp = TopicPartition(msg.topic(), msg.partition())
+            tp = TopicPartition(record.topic, record.partition)
             span = spans.get(tp)
-            if span is None or msg.offset() >= span.stop:
+            if span is None or record.offset >= span.stop:
                 continue
-            position[tp] = msg.offset() + 1
-            kind, timestamp = msg.timestamp()
-            headers, unreadable = record_headers(msg)
-            yield SourceRecord(tp.topic, tp.partition, msg.offset(), msg.key(), msg.value(), headers,
-                               timestamp if kind else None, unreadable)
+            position[tp] = record.offset + 1
+            yield record
 
 
 # ---------------------------------------------------------------------------------------- inspect
@@ -217,15 +201,15 @@ class Inspection:
 
 
 def inspect_topic(settings: Settings, topic: str, limit: int | None) -> Inspection:
-    consumer = _consumer(settings, f"pkc-dlq-inspect-{uuid.uuid4().hex[:8]}")
+    reader = _reader(settings, f"pkc-dlq-inspect-{uuid.uuid4().hex[:8]}")
     try:
-        spans = plan_spans(consumer, topic, limit, committed_group=False)
+        spans = plan_spans(reader, topic, limit, committed_group=False)
         result = Inspection(topic, spans=spans)
-        for record in read_spans(consumer, spans):
+        for record in read_spans(reader, spans):
             result.add(record)
         return result
     finally:
-        consumer.close()
+        reader.close()
 
 
 def inspection_table(result: Inspection) -> Any:
@@ -272,10 +256,10 @@ def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show:
     decoder, destination = route.decoder, OriginalPositionDestination(route.destination)
     result = DryRun()
     # The replay group's own committed offsets: the dry run previews exactly what `replay` would read.
-    consumer = _consumer(settings, group)
+    reader = _reader(settings, group)
     try:
-        spans = plan_spans(consumer, topic, limit, committed_group=True)
-        for record in read_spans(consumer, spans):
+        spans = plan_spans(reader, topic, limit, committed_group=True)
+        for record in read_spans(reader, spans):
             headers = parse_error_headers(list(record.headers))
             was = f"{headers.get('pkc.error.stage', '?')}/{headers.get('pkc.error.class', '?')}"
             source = original_position(record)
@@ -296,7 +280,7 @@ def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show:
             session = getattr(event.key, "session_id", None)
             show(f"{prefix}: would be sent now (eventId {event.body.get('eventId')}, session {session})")
     finally:
-        consumer.close()  # never committed: enable.auto.commit is off and we commit nothing
+        reader.close()  # never committed: enable.auto.commit is off and we commit nothing
     return result
 
 
@@ -346,27 +330,21 @@ def replay_settings(settings: Settings, topic: str, group: str) -> Settings:
     return settings.model_copy(update={"kafka": kafka, "dlq": dlq, "observability": observability, "routes": []})
 
 
-def _wrap_destinations(worker: Worker) -> None:
-    """Derive event ids from the original positions (see the module docstring)."""
-    for route in worker.routes:
-        route.destination = OriginalPositionDestination(route.destination)
-
-
 def replay(settings: Settings, topic: str, limit: int | None) -> ReplayResult:
     from connector.app import build_worker
 
     group = settings.kafka.group_id + REPLAY_GROUP_SUFFIX
-    consumer = _consumer(settings, group)
+    reader = _reader(settings, group)
     try:
-        spans = plan_spans(consumer, topic, limit, committed_group=True)
+        spans = plan_spans(reader, topic, limit, committed_group=True)
     finally:
-        consumer.close()
+        reader.close()
     planned = sum(s.size for s in spans.values())
     if not spans:
         return ReplayResult(topic, group, 0, {}, 0, {})
-    worker = build_worker(replay_settings(settings, topic, group), replaying=True)
-    worker.settings.stop_at = {tp: s.stop for tp, s in spans.items()}
-    _wrap_destinations(worker)
+    # Event ids from the original positions (see the module docstring); stop at the ends planned now.
+    worker = build_worker(replay_settings(settings, topic, group), replaying=True,
+                          stop_at={tp: s.stop for tp, s in spans.items()}, wrap_destination=OriginalPositionDestination)
 
     stopped_because: list[str] = []
     done = threading.Event()
@@ -399,18 +377,15 @@ def replay(settings: Settings, topic: str, limit: int | None) -> ReplayResult:
 
 def _not_reached(settings: Settings, group: str, spans: dict[TopicPartition, Span]) -> dict[str, str]:
     """Partitions whose committed offset in the replay group is still below the planned stop."""
-    from confluent_kafka import TopicPartition as KafkaTopicPartition
-
-    consumer = _consumer(settings, group)
+    reader = _reader(settings, group)
     try:
-        committed = consumer.committed([KafkaTopicPartition(tp.topic, tp.partition) for tp in spans], timeout=10)
+        committed = reader.committed(list(spans), 10)
     finally:
-        consumer.close()
+        reader.close()
     out: dict[str, str] = {}
-    for ktp in committed:
-        tp = TopicPartition(ktp.topic, ktp.partition)
-        if ktp.offset < spans[tp].stop:
-            out[str(tp)] = f"committed {max(ktp.offset, spans[tp].start)} of {spans[tp].stop}"
+    for tp, offset in committed.items():
+        if offset < spans[tp].stop:
+            out[str(tp)] = f"committed {max(offset, spans[tp].start)} of {spans[tp].stop}"
     return out
 
 
@@ -469,6 +444,9 @@ def inspect_from_cli(args: argparse.Namespace) -> int:
     except TimeoutError as exc:
         print(f"personalize-connector dlq inspect: reading {args.from_topic or 'the DLQ'} stalled: {exc}")
         return 1
+    except (KafkaAuthError, KafkaUnreachable) as exc:
+        print(f"personalize-connector dlq inspect: {exc}")
+        return 1
     console.print(inspection_table(result))
     read = ", ".join(f"{tp} {s.start}..{s.stop - 1}" for tp, s in result.spans.items()) or "nothing (empty)"
     print(f"read {result.records:,} dead letter(s) from {topic}: {read}")
@@ -506,7 +484,7 @@ def replay_from_cli(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"personalize-connector dlq replay: invalid configuration: {exc}")
         return 2
-    except TimeoutError as exc:
+    except (TimeoutError, KafkaAuthError, KafkaUnreachable) as exc:
         print(f"personalize-connector dlq replay: {exc}")
         return 1
     if result.planned == 0:

@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterWriter
 from connector.dlq_limits import FailureRatioLimit
+from connector.kafka.base import Source
 from connector.observability import Health, Metrics
 from connector.offsets import OffsetTracker
 from connector.pipeline.committer import Committer
@@ -33,7 +34,6 @@ from connector.pipeline.settings import WorkerSettings
 from connector.pipeline.status import publish, systemic_error
 from connector.records import TopicPartition
 from connector.routes import Route, RouteTable
-from connector.source.base import Source
 
 __all__ = ["FatalError", "Worker", "WorkerSettings"]
 
@@ -76,10 +76,6 @@ class Worker:
     def request_stop(self) -> None:
         """Ask the loop to drain, commit and return (safe from a signal handler)."""
         self._stop.set()
-
-    @property
-    def routes(self) -> list[Route]:
-        return self._routes.routes
 
     @property
     def assigned(self) -> set[TopicPartition]:

@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable
 from contextlib import suppress
 
+from connector.kafka.base import CommitFailed, Source
 from connector.observability import Metrics
 from connector.offsets import decode_delivered, encode_delivered
 from connector.pipeline.partitions import Partitions
 from connector.records import TopicPartition
-from connector.source.base import CommitFailed, Source
 
 log = logging.getLogger("connector.worker")
 

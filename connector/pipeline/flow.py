@@ -10,11 +10,11 @@ unavailable, or it stalled on dead letters).
 
 from __future__ import annotations
 
+from connector.kafka.base import Source
 from connector.pipeline.partitions import Partitions
 from connector.pipeline.settings import WorkerSettings
 from connector.records import TopicPartition
 from connector.routes import RouteTable
-from connector.source.base import Source
 
 
 class FlowControl:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from connector.kafka.base import Source
 from connector.pipeline.partitions import Partitions
 from connector.records import TopicPartition
-from connector.source.base import Source
 
 log = logging.getLogger("connector.worker")
 

@@ -76,8 +76,8 @@ def test_exit_when_idle_waits_for_the_dead_members_partitions_and_the_backlog(
     assert tally.missing == 0, f"exited with {tally.missing} events undelivered:\n{batch.tail()}"
     assert committed == ends
     if kafka_client == "confluent":
-        # kafka-python's poll blocks until a join in progress completes (KafkaPythonSource.
-        # _complete_rebalance), so the loop never looks idle meanwhile; librdkafka's returns.
+        # kafka-python's poll blocks until a join in progress completes (connector.kafka.
+        # kafka_python.complete_rebalance), so the loop never looks idle meanwhile; librdkafka's returns.
         assert "not in the consumer group yet" in batch.log()
 
 

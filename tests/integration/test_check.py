@@ -130,3 +130,68 @@ def test_an_invalid_configuration_exits_2_naming_the_key(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "batching.max_events_per_call" in result.stdout
     assert "allowed: 1..10" in result.stdout
+
+
+
+def _rows(result: subprocess.CompletedProcess[str]) -> dict[str, tuple[str, str]]:
+    """check name -> (status, detail), read from the table (printed wide enough not to wrap)."""
+    rows: dict[str, tuple[str, str]] = {}
+    for line in result.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 3 and cells[1] in ("PASS", "WARN", "FAIL", "SKIP"):
+            rows[cells[0]] = (cells[1], cells[2])
+    return rows
+
+
+def _commit(bootstrap: str, group_id: str, topic: str, offset: int) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def test_kafka_python_gives_the_same_answers_as_confluent_kafka(
+    stack: Any, config: dict[str, Any], aws_env: None, tmp_path: Path
+) -> None:
+    """`kafka.client` chooses the library `check` asks the cluster with, as it does for `run`: the
+    answers are the same, row by row (a missing topic, the group's committed offsets and lag)."""
+    topic = config["kafka"]["topics"][0]
+    _commit(stack.bootstrap, config["kafka"]["group_id"], topic, 5)
+    config["kafka"]["topics"].append(f"{topic}-missing")
+    answers = {}
+    for client in ("confluent", "kafka-python"):
+        config["kafka"]["client"] = client
+        result = check(write_config(tmp_path, config), env={"COLUMNS": "1000"})
+        # The Kafka rows: the registry's subject count moves while other tests register schemas.
+        kafka_rows = {name: row for name, row in _rows(result).items() if name.startswith(("kafka.", "dlq."))}
+        answers[client] = (result.returncode, lines(result, "FAIL"), kafka_rows)
+    print(answers["confluent"])
+    code, failures, rows = answers["confluent"]
+    assert code == 1 and len(failures) == 1 and len(rows) == 5
+    assert rows["kafka.group"][0] == "PASS" and "committed offsets for 1 partition(s), lag" in rows["kafka.group"][1]
+    assert answers["kafka-python"] == answers["confluent"]
+
+
+def test_an_unreachable_broker_fails_within_the_timeout_with_kafka_python(
+    config: dict[str, Any], aws_env: None, tmp_path: Path
+) -> None:
+    config["kafka"].update(bootstrap_servers="127.0.0.1:1", client="kafka-python")
+    result = check(write_config(tmp_path, config), "--timeout", "3")
+    assert result.returncode == 1
+    assert lines(result, "FAIL kafka.cluster: cannot reach Kafka at 127.0.0.1:1")
+    assert "SKIP" in result.stdout
+
+
+def test_with_kafka_python_check_refuses_what_kafka_python_cannot_use(
+    config: dict[str, Any], aws_env: None, tmp_path: Path
+) -> None:
+    """As `run` does: a librdkafka-only property is named, not silently dropped (and `check` really
+    asks with kafka-python: confluent-kafka would accept the property)."""
+    config["kafka"].update(client="kafka-python", config={"queued.max.messages.kbytes": 16384})
+    result = check(write_config(tmp_path, config), "--timeout", "3")
+    assert result.returncode == 1
+    [row] = lines(result, "FAIL kafka.cluster")
+    assert "kafka.config has properties the kafka-python client cannot use: queued.max.messages.kbytes" in row

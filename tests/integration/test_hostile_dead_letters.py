@@ -79,7 +79,7 @@ def read_raw(bootstrap: str, topic: str) -> list[Any]:
     """The records of `topic` with header keys as bytes (kafka-python, lenient as the connector reads)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from connector.source.kafka_python import read_header_keys_losslessly
+    from connector.kafka.kafka_python import read_header_keys_losslessly
 
     read_header_keys_losslessly()
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000,

@@ -17,10 +17,10 @@ from fixtures.pipeline import committed_and_end_offsets, connector_config, read_
 
 from connector.config import ConfigError, Settings, load_settings
 from connector.dlq import parse_error_headers
-from connector.dlq_kafka_python import KafkaPythonDeadLetterWriter
+from connector.kafka.kafka_python import KafkaPythonSource
+from connector.kafka.kafka_python_config import consumer_config
 from connector.produce import produce
 from connector.records import InvalidEvent, SourceRecord, TopicPartition
-from connector.source.kafka_python import KafkaPythonSource, consumer_config
 from connector.worker import Worker
 from connector.workload import generate
 
@@ -264,17 +264,18 @@ def test_members_that_poll_with_zero_timeouts_still_complete_a_rebalance(
 
 
 @pytest.fixture
-def kafka_python_build(monkeypatch: pytest.MonkeyPatch) -> Callable[[Settings], Worker]:
-    """connector.app.build_worker with the kafka-python source and dead-letter writer swapped in.
+def kafka_python_build() -> Callable[[Settings], Worker]:
+    """connector.app.build_worker with `kafka.client: kafka-python` (the source and dead-letter writer).
 
     Everything else (routes, decoders, sinks, worker settings) is built exactly as `run` builds it.
     """
-    import connector.app as app
+    from connector.app import build_worker
 
-    monkeypatch.setattr(app, "ConfluentSource", KafkaPythonSource)
-    monkeypatch.setattr(app, "consumer_config", consumer_config)
-    monkeypatch.setattr(app, "ConfluentDeadLetterWriter", KafkaPythonDeadLetterWriter)
-    return app.build_worker
+    def build(settings: Settings) -> Worker:
+        kafka = settings.kafka.model_copy(update={"client": "kafka-python"})
+        return build_worker(settings.model_copy(update={"kafka": kafka}))
+
+    return build
 
 
 def _check_exactly_once(stack: Any, emulator: Any, tracking_id: str, topic: str, dlq: str, good: int,

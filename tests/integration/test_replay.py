@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fixtures.pipeline import (
     committed_and_end_offsets,
     connector_config,
@@ -154,6 +155,47 @@ def test_records_that_fail_again_go_back_to_the_dlq_and_the_replay_still_ends(
     assert inspected.returncode == 0
     assert f"read {200 + bad} dead letter(s)" in inspected.stdout
     assert "decode" in inspected.stdout
+
+
+def test_inspect_and_replay_with_kafka_python_read_what_confluent_kafka_reads(
+    setup: Setup, stack: Any, emulator: Any, tracking_id: str, aws_env: None
+) -> None:
+    """`kafka.client: kafka-python` applies to `dlq inspect` and `dlq replay` as it does to `run`:
+    the same dead letters are read, previewed and replayed, with the same event ids."""
+    sample = list(generate(100, 10, seed=8))
+    produce(sample, stack.bootstrap, stack.registry_url, setup.topic, progress=False)
+    code, summary = run_in_process(setup.broken)
+    assert code == 0 and summary["dead_letters"] == 100
+    kafka_python = setup.fixed.with_name("kafka-python.yaml")
+    config = yaml.safe_load(setup.fixed.read_text())
+    config["kafka"]["client"] = "kafka-python"
+    kafka_python.write_text(yaml.safe_dump(config))
+
+    inspected = {path: dlq("inspect", "--config", str(path)) for path in (setup.fixed, kafka_python)}
+    assert inspected[setup.fixed].returncode == 0, inspected[setup.fixed].stdout
+    assert f"read 100 dead letter(s) from {setup.dlq}" in inspected[setup.fixed].stdout
+    assert inspected[kafka_python].stdout == inspected[setup.fixed].stdout
+    dry = {path: dlq("replay", "--config", str(path), "--dry-run") for path in (setup.fixed, kafka_python)}
+    assert sum("would be sent now (eventId" in line for line in dry[setup.fixed].stdout.splitlines()) == 100
+    assert dry[kafka_python].stdout == dry[setup.fixed].stdout
+
+    replayed = dlq("replay", "--config", str(kafka_python))
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "100 of 100 planned" in replayed.stdout
+    ids = [e["eventId"] for e in emulator.events(tracking_id)]
+    own = {s.value["eventId"] for s in sample if s.value.get("eventId")}
+    derived = {derived_event_id(SourceRecord(r.topic, r.partition, r.offset, None, None))
+               for r in read_topic(stack.bootstrap, setup.topic)}
+    assert len(ids) == len(set(ids)) == 100 and set(ids) <= own | derived
+    committed, ends = committed_and_end_offsets(stack.bootstrap, setup.group + ".dlq-replay", setup.dlq)
+    assert committed == ends
+
+    # It is kafka-python that reads: a property only librdkafka knows is refused, naming it.
+    config["kafka"]["config"] = {"queued.max.messages.kbytes": 16384}
+    kafka_python.write_text(yaml.safe_dump(config))
+    refused = dlq("inspect", "--config", str(kafka_python))
+    assert refused.returncode == 2
+    assert "the kafka-python client cannot use: queued.max.messages.kbytes" in refused.stdout
 
 
 def test_replay_without_a_dlq_topic_is_a_usage_error(setup: Setup, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python tests/unit/measure_dead_letters.py
 
-- kafka-python's record parser with and without connector.source.kafka_python's lenient
+- kafka-python's record parser with and without connector.kafka.kafka_python's lenient
   header-key wrapper (every record of the kafka-python source goes through it), microseconds per
   record, best of 9 interleaved rounds over a 20,000-record batch;
 - DeadLetterFormat.build per dead letter in each `dlq.context_headers` mode.
@@ -14,7 +14,7 @@ import time
 
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-import connector.source.kafka_python as kafka_python_source
+import connector.kafka.kafka_python as kafka_python_source
 from connector.dlq import DeadLetterFormat
 from connector.records import DecodeError, SourceRecord
 

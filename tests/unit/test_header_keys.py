@@ -6,7 +6,7 @@ import pytest
 from kafka.errors import CorruptRecordError
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-import connector.source.kafka_python as kafka_python_source
+import connector.kafka.kafka_python as kafka_python_source
 from connector.records import header_key_bytes
 
 

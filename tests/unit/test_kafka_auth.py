@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from connector.source.auth import KafkaAuthError, confluent_auth_config
+from connector.kafka.auth import KafkaAuthError, confluent_auth_config
 
 
 def test_no_msk_region_adds_nothing() -> None:

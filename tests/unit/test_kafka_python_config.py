@@ -11,7 +11,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from connector.config import ConfigError
-from connector.source.kafka_python import (
+from connector.kafka.kafka_python_config import (
     PROPERTIES,
     KafkaPythonConfigError,
     consumer_config,

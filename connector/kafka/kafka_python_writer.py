@@ -22,31 +22,27 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
-from connector.dlq import DeadLetterFormat, DoneCallback, _Write, refused_as_too_large
+from connector.dlq import DeadLetterFormat, DoneCallback, PendingLetter, refused_as_too_large
 from connector.records import RecordError, SourceRecord
-from connector.source.kafka_python import producer_config
 
 log = logging.getLogger(__name__)
 
 # A completion from the I/O thread: the write, the producer generation it went out with, and its
 # error (None: acknowledged).
-_Completion = tuple[_Write, int, BaseException | None]
+_Completion = tuple[PendingLetter, int, BaseException | None]
 
 
 class KafkaPythonDeadLetterWriter:
     def __init__(
         self,
         topic: str,
-        bootstrap_servers: str,
-        client_config: Mapping[str, Any],
-        auth: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any],
         fmt: DeadLetterFormat | None = None,
     ) -> None:
-        """`client_config` is the librdkafka-style `kafka.config`; `auth` comes from
-        connector.source.kafka_python.auth_config (kafka-python keyword arguments)."""
+        """`config`: KafkaProducer keyword arguments, from connector.kafka.kafka_python_config.producer_config."""
         self.topic = topic
         self.format = fmt or DeadLetterFormat()
-        self._config = producer_config(bootstrap_servers, client_config, auth)
+        self._config = dict(config)
         self._producer = self._new_producer()
         self._generation = 0
         self._completions: queue.SimpleQueue[_Completion] = queue.SimpleQueue()
@@ -72,9 +68,9 @@ class KafkaPythonDeadLetterWriter:
     ) -> None:
         """Write the dead letter to `topic` (default: the writer's topic)."""
         self._pending += 1
-        self._send(_Write(record, self.format.build(record, error), topic or self.topic, on_done))
+        self._send(PendingLetter(record, self.format.build(record, error), topic or self.topic, on_done))
 
-    def _send(self, write: _Write) -> None:
+    def _send(self, write: PendingLetter) -> None:
         from kafka.errors import MessageSizeTooLargeError
 
         completions = self._completions
@@ -95,7 +91,7 @@ class KafkaPythonDeadLetterWriter:
         future.add_callback(lambda _metadata: completions.put((write, generation, None)))
         future.add_errback(lambda exc: completions.put((write, generation, exc)))
 
-    def _after(self, write: _Write, generation: int, exc: BaseException | None) -> None:
+    def _after(self, write: PendingLetter, generation: int, exc: BaseException | None) -> None:
         """On the worker thread: finish the write, or send it again (see the module docstring)."""
         from kafka.errors import MessageSizeTooLargeError
 
@@ -109,14 +105,14 @@ class KafkaPythonDeadLetterWriter:
         else:
             self._finish(write, None if exc is None else RuntimeError(f"dead-letter write failed: {exc!r}"))
 
-    def _after_refusal(self, write: _Write, reason: str) -> None:
+    def _after_refusal(self, write: PendingLetter, reason: str) -> None:
         step = refused_as_too_large(write, reason)
-        if isinstance(step, _Write):
+        if isinstance(step, PendingLetter):
             self._send(step)
         else:
             self._finish(write, step)
 
-    def _finish(self, write: _Write, error: Exception | None) -> None:
+    def _finish(self, write: PendingLetter, error: Exception | None) -> None:
         self._pending -= 1
         write.on_done(write.record, error)
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from connector.config import ConfigError
+from connector.kafka.base import CommitFailed, KafkaUnreachable, RebalanceListener, explain
 from connector.records import SourceRecord, TopicPartition
-from connector.source.base import CommitFailed, RebalanceListener
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,42 @@ def consumer_config(
     }
 
 
-class KafkaUnreachable(Exception):
-    """The broker cannot be used with this configuration (said at start-up, with the reason)."""
+# librdkafka logs a warning for every consumer-only property handed to a producer; the shared
+# `kafka.config` carries mostly security settings, so pass only what a producer understands.
+_CONSUMER_ONLY_PREFIXES = (
+    "group.", "session.timeout", "heartbeat.", "max.poll", "auto.offset", "enable.auto", "auto.commit",
+    "partition.assignment", "fetch.", "isolation.level", "queued.", "enable.partition.eof",
+    "check.crcs", "allow.auto.create", "client.rack",
+)
+
+
+def producer_properties(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`kafka.config` without its consumer-only properties: for a producer or the admin client."""
+    return {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY_PREFIXES)}
+
+
+def dead_letter_producer_config(bootstrap_servers: str, user_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The dead-letter producer: idempotent, acks=all, over the producer's share of `user_config`."""
+    return {
+        **producer_properties(user_config),
+        "bootstrap.servers": bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+    }
+
+
+@contextmanager
+def librdkafka_config_errors() -> Iterator[None]:
+    """librdkafka refuses an unknown property or an invalid value when a client is created
+    ('Invalid value for configuration property "fetch.wait.max.ms"'): a ConfigError naming it."""
+    try:
+        yield
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if not isinstance(error, KafkaError) or error.code() != KafkaError._INVALID_ARG:
+            raise
+        raise ConfigError(f"kafka.config: librdkafka refuses it: {error.str()}") from None
 
 
 class ConfluentSource:
@@ -76,7 +112,7 @@ class ConfluentSource:
         except KafkaException as exc:
             self._consumer.poll(0.5)  # error_cb is served by poll
             reasons = "; ".join(dict.fromkeys(self._errors)) or str(exc)
-            raise KafkaUnreachable(f"cannot use the Kafka cluster: {_explain(reasons)}") from None
+            raise KafkaUnreachable(f"cannot use the Kafka cluster: {explain(reasons)}") from None
 
     def subscribe(self, topics: list[str], listener: RebalanceListener) -> None:
         # librdkafka subscribes by regex for entries starting with "^", as our config documents.
@@ -250,20 +286,3 @@ def record_headers(msg: Any) -> tuple[tuple[tuple[str, bytes], ...], str | None]
         msg.set_headers([])
         return (), HEADERS_UNREADABLE
     return (tuple((k, v or b"") for k, v in headers) if headers else ()), None
-
-
-def _explain(reasons: str) -> str:
-    """librdkafka's words, prefixed with what they mean for the configuration."""
-    lowered = reasons.lower()
-    # TLS first: a SASL_SSL broker's address ("sasl_ssl://...") appears in every message.
-    if "certificate verify failed" in lowered:
-        hint = "the TLS handshake failed: the broker's certificate is not trusted (check ssl.ca.location)"
-    elif "bad certificate" in lowered or "certificate required" in lowered:
-        hint = "the broker refused our TLS client certificate (check ssl.certificate.location, ssl.key.location)"
-    elif "authentication" in lowered:
-        hint = "SASL authentication failed (check sasl.mechanism, sasl.username, sasl.password)"
-    elif "ssl" in lowered or "certificate" in lowered:
-        hint = "TLS failed (check the ssl.* properties: CA, client certificate and key)"
-    else:
-        hint = "the brokers are not reachable (check bootstrap_servers and security.protocol)"
-    return f"{hint}: {reasons}"
