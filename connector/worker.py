@@ -491,9 +491,10 @@ class Worker:
         self._missing_topics = confirmed
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
-        """Give up on `offset` and everything after it in `tp`; read them again later."""
-        self._tracker.truncate(tp, offset)
-        self._source.seek(tp, offset)
+        """Give up on `offset` and everything after it in `tp`; read them again later (unless an
+        earlier rewind gave it up already: seeking forward to it would skip the records between)."""
+        if self._tracker.truncate(tp, offset):
+            self._source.seek(tp, offset)
 
     # ----------------------------------------------------------------- flow control
 
