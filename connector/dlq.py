@@ -288,6 +288,9 @@ def refused_as_too_large(write: _Write, reason: str) -> _Write | Exception:
     return _Write(write.record, smaller, write.topic, write.on_done, shrunk=True)
 
 
+DEAD_LETTER_BATCH_BYTES = 16_384
+
+
 class ConfluentDeadLetterWriter:
     """Dead letters through a confluent-kafka producer (idempotent, acks=all).
 
@@ -306,6 +309,10 @@ class ConfluentDeadLetterWriter:
         self.topic = topic
         self.format = fmt or DeadLetterFormat()
         config: dict[str, Any] = {
+            # The topic's max.message.bytes limits a record batch, not a letter: with librdkafka's
+            # default (1 MB) several letters that each fit were refused together and cut. 16 kB is
+            # kafka-python's batch_size: a larger letter always goes out alone in its batch.
+            "batch.size": DEAD_LETTER_BATCH_BYTES,
             **_producer_safe(client_config),
             "bootstrap.servers": bootstrap_servers,
             "enable.idempotence": True,
