@@ -75,20 +75,29 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
         producer.close(10)
 
 
-def read_raw(bootstrap: str, topic: str) -> list[Any]:
+def read_raw(bootstrap: str, topic: str, timeout_s: float = 60) -> list[Any]:
     """The records of `topic` with header keys as bytes (kafka-python, lenient as the connector reads)."""
     from kafka import KafkaConsumer, TopicPartition
 
     from connector.source.kafka_python import read_header_keys_losslessly
 
     read_header_keys_losslessly()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000,
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              max_partition_fetch_bytes=4 * 1024 * 1024)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        return list(consumer)
+        # Up to the end offsets, not until 5 s pass without a record: that wait was most of the test.
+        ends = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {len(out)} records of {topic}; ends {ends}")
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend(records)
+        return out
     finally:
         consumer.close()
 
