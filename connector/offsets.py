@@ -125,16 +125,21 @@ class OffsetTracker:
         for tp in tps:
             self._partitions.pop(tp, None)
 
-    def truncate(self, tp: TopicPartition, offset: int) -> None:
+    def truncate(self, tp: TopicPartition, offset: int) -> bool:
         """Stop tracking `offset` and everything after it (they will be polled again after a seek);
-        what is below stays in flight."""
+        what is below stays in flight. False, and nothing changed, when `offset` was given up
+        already by an earlier truncation below it (a late outcome of a record that one dropped):
+        the caller must not seek there, reading resumes lower and would skip what lies between."""
         state = self._partitions.get(tp)
         if state is None:
-            return
+            return True
+        if state.next_offset is not None and offset >= state.next_offset:
+            return False
         while state.pending and state.pending[-1] >= offset:
             state.pending.pop()
         state.done_above = {o for o in state.done_above if o < offset}
         state.next_offset = offset
+        return True
 
     def reset_to(self, tp: TopicPartition, offset: int) -> None:
         """Forget everything open in `tp` and restart tracking at `offset` (the partition's log is

@@ -59,9 +59,16 @@ def producer_properties(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY_PREFIXES)}
 
 
+DEAD_LETTER_BATCH_BYTES = 16_384
+
+
 def dead_letter_producer_config(bootstrap_servers: str, user_config: Mapping[str, Any]) -> dict[str, Any]:
     """The dead-letter producer: idempotent, acks=all, over the producer's share of `user_config`."""
     return {
+        # The topic's max.message.bytes limits a record batch, not a letter: with librdkafka's
+        # default (1 MB) several letters that each fit were refused together and cut. 16 kB is
+        # kafka-python's batch_size: a larger letter always goes out alone in its batch.
+        "batch.size": DEAD_LETTER_BATCH_BYTES,
         **producer_properties(user_config),
         "bootstrap.servers": bootstrap_servers,
         "enable.idempotence": True,

@@ -27,9 +27,11 @@ class FlowControl:
         self._buffers_full = False
 
     def hold(self, tp: TopicPartition, offset: int, until: float) -> None:
-        """Give up on `offset` and everything after it in `tp`; read them again from `until` on."""
-        self._partitions.tracker.truncate(tp, offset)
-        self._source.seek(tp, offset)
+        """Give up on `offset` and everything after it in `tp`; read them again from `until` on
+        (unless an earlier rewind gave it up already: seeking forward to it would skip the records
+        between)."""
+        if self._partitions.tracker.truncate(tp, offset):
+            self._source.seek(tp, offset)
         state = self._partitions.get(tp)
         if state is not None:
             state.held_until = until

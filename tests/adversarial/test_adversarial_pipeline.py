@@ -42,7 +42,7 @@ GENERATED_LISTS = 4
 RECORDS_PER_LIST = 12
 DLQ_MAX_BYTES = 64 * 1024  # the dead-letter topic's max.message.bytes: smaller than the source's
 SOURCE_MAX_BYTES = 1024 * 1024
-IDLE_S = 6.0
+IDLE_S = 3.0  # the worker calls itself idle only when caught up with nothing in flight
 UNKNOWN_SCHEMA_ID = 2_000_000_001  # never registered
 PADDED = {**CANONICAL, "fields": [*CANONICAL["fields"], {"name": "padding", "type": "string"}]}
 RUN = settings(max_examples=GENERATED_LISTS, deadline=None, database=None, derandomize=True,

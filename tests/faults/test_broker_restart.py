@@ -1,18 +1,12 @@
 """The Kafka broker stops and comes back mid-stream: the worker rides it out without losing anything.
 
-This module runs its own stack (other ports, its own state dir), because stopping the broker of the
-shared stack would break every other test using it. Ports: KAFKA_PORT 29092, controller 29093,
-registry 28081 (override with FAULTS_KAFKA_PORT / FAULTS_CONTROLLER_PORT / FAULTS_REGISTRY_PORT).
-All below Linux's ephemeral range (32768-60999): a port in it (the stack also takes KAFKA_PORT + 2
-and + 3) can be held at that moment by any client connection of the suite, and the broker then
-fails to bind (seen once: 59094 in use).
+It runs on the dedicated stack of tests/faults/conftest.py (`own_stack`: other ports, its own state
+dir), because stopping the broker of the shared stack would break every other test using it.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +30,6 @@ pytestmark = pytest.mark.integration
 
 DOWN_S = 5.0  # how long the broker stays down
 
-
-@pytest.fixture(scope="module")
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedStack]:
-    stack = DedicatedStack(
-        tmp_path_factory.mktemp("broker-restart-stack"),
-        kafka_port=int(os.environ.get("FAULTS_KAFKA_PORT", "29092")),
-        controller_port=int(os.environ.get("FAULTS_CONTROLLER_PORT", "29093")),
-        registry_port=int(os.environ.get("FAULTS_REGISTRY_PORT", "28081")),
-    )
-    try:
-        stack.up()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield stack
-    finally:
-        stack.down()
 
 
 def test_the_worker_rides_out_a_broker_restart_without_loss(

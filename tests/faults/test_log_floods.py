@@ -2,14 +2,12 @@
 every few tens of milliseconds and logs each attempt (1,327 identical lines in 60 s before); the
 worker's log shows a few of them and then "… and N more like this in the last 10 s".
 
-Its own stack (other ports than the shared one and test_broker_restart.py's): KAFKA_PORT 29292,
-controller 29293, registry 28281 (override with FLOODS_KAFKA_PORT / FLOODS_CONTROLLER_PORT /
-FLOODS_REGISTRY_PORT).
+It runs on the dedicated stack of tests/faults/conftest.py (`own_stack`), shared with
+test_broker_restart.py: the broker it stops is not the shared one.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections import Counter
@@ -30,23 +28,6 @@ pytestmark = pytest.mark.integration
 DOWN_S = 12.0  # more than one coalescing window
 LINE = re.compile(r"^\S+ \S+ (?P<level>[A-Z]+) +(?P<logger>\S+): (?P<message>.*)$")
 
-
-@pytest.fixture(scope="module")
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedStack]:
-    stack = DedicatedStack(
-        tmp_path_factory.mktemp("log-floods-stack"),
-        kafka_port=int(os.environ.get("FLOODS_KAFKA_PORT", "29292")),
-        controller_port=int(os.environ.get("FLOODS_CONTROLLER_PORT", "29293")),
-        registry_port=int(os.environ.get("FLOODS_REGISTRY_PORT", "28281")),
-    )
-    try:
-        stack.up()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield stack
-    finally:
-        stack.down()
 
 
 @pytest.fixture

@@ -75,20 +75,29 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
         producer.close(10)
 
 
-def read_raw(bootstrap: str, topic: str) -> list[Any]:
+def read_raw(bootstrap: str, topic: str, timeout_s: float = 60) -> list[Any]:
     """The records of `topic` with header keys as bytes (kafka-python, lenient as the connector reads)."""
     from kafka import KafkaConsumer, TopicPartition
 
     from connector.kafka.kafka_python import read_header_keys_losslessly
 
     read_header_keys_losslessly()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000,
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              max_partition_fetch_bytes=4 * 1024 * 1024)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        return list(consumer)
+        # Up to the end offsets, not until 5 s pass without a record: that wait was most of the test.
+        ends = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {len(out)} records of {topic}; ends {ends}")
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend(records)
+        return out
     finally:
         consumer.close()
 
@@ -204,6 +213,31 @@ def test_a_bad_record_larger_than_the_dead_letter_topic_accepts_gets_a_reduced_d
     parsed = parse_error_headers(list(letter.headers.items()))
     assert (parsed["pkc.source.topic"], parsed["pkc.source.offset"], parsed["pkc.error.class"]) == (
         topic, "1", "WrongMagicByte")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_dead_letters_that_each_fit_the_topic_are_written_whole_however_many_go_out_together(
+    client: str, stack: Any, new_topic: Any, group_id: str, emulator: Any, tracking_id: str,
+    aws_env: None, tmp_path: Path,
+) -> None:
+    # Found by tests/adversarial (sizes, confluent): the DLQ topic's max.message.bytes limits a
+    # record *batch*; librdkafka put several 32-64 kB letters in one batch, the broker refused the
+    # whole batch, and letters that fit alone were cut to a preview (or, refused again together,
+    # stalled their partition). Eight bad records of 30 kB each, read in one poll, dead-lettered at once.
+    topic = new_topic(partitions=1)
+    dead = new_topic(partitions=1, suffix="dlq", config={"max.message.bytes": "65536"})
+    bad = [NOT_AVRO + bytes([i]) * 30_000 for i in range(8)]
+    produce(stack.bootstrap, topic, [(b"s", value, []) for value in bad])
+    path = config(stack, emulator, tracking_id, group_id, topic, dead, client, tmp_path,
+                  dlq={"max_consecutive_failures": 0, "max_failure_ratio": 0})
+
+    code, summary = run_in_process(path)
+
+    assert code == 0, summary
+    letters = read_topic(stack.bootstrap, dead)
+    assert sorted(letter.value or b"" for letter in letters) == bad
+    assert not [letter.offset for letter in letters if "pkc.error.value_truncated" in letter.headers]
+    assert committed_and_end_offsets(stack.bootstrap, group_id, topic) == ({0: 8}, {0: 8})
 
 
 def test_connect_context_headers_are_read_by_inspect_and_replay(

@@ -138,6 +138,22 @@ def test_a_rewind_of_our_own_is_not_a_regression() -> None:
     assert tracker.in_flight(tp) == 12
 
 
+def test_a_late_rewind_above_an_earlier_one_changes_nothing() -> None:
+    # A dead letter refused after another one below it already rewound the partition: giving up its
+    # offset again must not raise the resume point (the records between would be skipped).
+    tracker = OffsetTracker()
+    tp = TPS[0]
+    for offset in range(10):
+        tracker.track(tp, offset)
+    assert tracker.truncate(tp, 4) is True
+    assert tracker.truncate(tp, 7) is False
+    assert tracker.truncate(tp, 4) is False
+    assert tracker.expected(tp) == 4 and tracker.watermark(tp) == 0
+    assert all(tracker.track(tp, offset) for offset in range(4, 10))
+    assert tracker.truncate(tp, 7) is True  # re-read and in flight again: a real rewind
+    assert tracker.expected(tp) == 7
+
+
 def test_late_outcome_for_a_forgotten_partition_is_ignored() -> None:
     tracker = OffsetTracker()
     tp = TPS[0]

@@ -98,3 +98,30 @@ def test_limits_of_zero_never_stall() -> None:
     h.source.assign(TP)
     h.run_until(lambda: h.source.committed_offset(TP) == 50)
     assert h.worker.health.stalled == 0
+
+
+def test_a_late_refusal_after_a_stall_does_not_move_the_stall_point_forward() -> None:
+    # Found by tests/adversarial (sizes, confluent): librdkafka batched several dead letters into
+    # one produce request larger than the DLQ topic's max.message.bytes, so the broker refused the
+    # whole batch; the reduced letters of 1 and 2 were refused again, in that order. The refusal of
+    # 1 stalled the partition at 1; the refusal of 2, arriving after it, rewound to 2, so 1 was
+    # never read again and the commit went past it with no dead letter.
+    h = WorkerHarness(dead_letters=InMemoryDeadLetters(answer="hold"), stall_retry_s=30.0,
+                      max_consecutive_failures=0, max_failure_ratio=0.0)
+    h.source.produce(TP, b"ok", b"bad", b"bad", b"ok")
+    h.source.assign(TP)
+    h.run_until(lambda: h.dlq is not None and h.dlq.offsets == [1, 2])
+    assert h.dlq is not None
+    h.dlq.refuse([1])
+    h.dlq.refuse([2])  # the late one: 2 was given up already by the stall at 1
+    h.step()
+    assert h.worker.health.stall_reasons == {str(TP): "dead_letter_refused"}
+    assert h.source.seeks[-1] == (TP, 1)
+    h.run_until(lambda: TP not in h.source.paused)  # held until the retry time
+    assert max(h.source.committed_offsets(TP)) == 1
+    # The topic's limit is raised: both are read again from 1, dead-lettered, then committed past.
+    h.dlq.answer = "ack"
+    h.run_until(lambda: h.source.committed_offset(TP) == 4)
+    assert h.dlq.offsets == [1, 2, 1, 2]
+    assert all(letter.answered for letter in h.dlq.letters)
+    assert h.shutdown() == 0
