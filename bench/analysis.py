@@ -131,9 +131,10 @@ def profile_notes(r: dict[str, Any]) -> str:
         "**What was done about it:** nothing in the connector's code (out of this change's scope); measured "
         "the client call alone (above) and recommend:",
         "",
-        "1. *Cheap and safe* — in `connector/sink.py`, `make_client()`, add `parameter_validation=False` to the "
-        "`botocore.config.Config(...)`. Every event is already validated by `EventMapper` against the same "
-        "botocore model (`connector/api_model.py`, including the trackingId/sessionId/userId lengths) before "
+        "1. *Cheap and safe* — in `connector/personalize/sink.py`, `make_client()`, add "
+        "`parameter_validation=False` to the `botocore.config.Config(...)`. Every event is already validated "
+        "by `EventMapper` against the same botocore model (`connector/personalize/api_model.py`, including the "
+        "trackingId/sessionId/userId lengths) before "
         "it is batched, so botocore validates each call a second time. An invalid call that slipped through "
         "would still be rejected by the service with `InvalidInputException`, which the sink already "
         "classifies as INVALID and bisects, exactly as it does `ParamValidationError` today."

@@ -1,6 +1,6 @@
 """Client-side CPU of one PutEvents call of 10 events, through the connector's boto3 client.
 
-Variants: the client exactly as `connector.sink.make_client` builds it, and the same client with
+Variants: the client exactly as `connector.personalize.sink.make_client` builds it, and the same client with
 botocore's parameter validation off (`Config(parameter_validation=False)`): the EventMapper has
 already checked every event against the same botocore model, so that validation runs twice today.
 
@@ -23,7 +23,7 @@ def sample_batch(tracking_id: str) -> dict[str, Any]:
     from connector.config import MappingConfig
     from connector.destinations.events import EventMapper
     from connector.records import SourceRecord
-    from connector.workload import generate
+    from connector.tools.workload import generate
 
     mapper = EventMapper(MappingConfig(), tracking_id)
     records = list(generate(2_000, 1, 7))[:10]  # one session
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
     from botocore.config import Config
 
-    from connector.sink import make_client
+    from connector.personalize.sink import make_client
 
     client = make_client("us-east-1", args.endpoint, max_pool_connections=16)
     unvalidated = boto3.session.Session().client(

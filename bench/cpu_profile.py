@@ -32,10 +32,10 @@ MAIN_ENTRIES: dict[tuple[str, str], str] = {
     ("connector/kafka/confluent.py", "poll"): "consume (librdkafka consume -> SourceRecord)",
     ("connector/decode/confluent_wire.py", "decode"): "decode (Avro, fastavro)",
     ("connector/destinations/events.py", "to_event"): "map + validate (EventMapper)",
-    ("connector/batcher.py", "add"): "batch (SessionBatcher)",
-    ("connector/batcher.py", "due"): "batch (SessionBatcher)",
-    ("connector/batcher.py", "next_due_in"): "batch (SessionBatcher)",
-    ("connector/offsets.py", "track"): "offsets (track / done)",
+    ("connector/pipeline/batcher.py", "add"): "batch (SessionBatcher)",
+    ("connector/pipeline/batcher.py", "due"): "batch (SessionBatcher)",
+    ("connector/pipeline/batcher.py", "next_due_in"): "batch (SessionBatcher)",
+    ("connector/pipeline/offsets.py", "track"): "offsets (track / done)",
     ("connector/worker.py", "_leave"): "offsets (track / done)",
     ("connector/worker.py", "_submit"): "hand-off to the call pool",
     ("connector/worker.py", "_complete"): "completion (outcomes back, metrics)",
@@ -43,7 +43,7 @@ MAIN_ENTRIES: dict[tuple[str, str], str] = {
 }
 POOL_ENTRIES: dict[tuple[str, str], str] = {
     ("botocore/client.py", "_api_call"): "PutEvents call (boto3/botocore/urllib3)",
-    ("connector/sink.py", "_deliver"): POOL_OTHER,
+    ("connector/personalize/sink.py", "_deliver"): POOL_OTHER,
 }
 
 Key = tuple[str, int, str]

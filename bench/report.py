@@ -276,7 +276,7 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
     if wl:
         w("## Workloads")
         w("")
-        w("From `connector.workload.generate` (the same generator as `personalize-connector produce`); "
+        w("From `connector.tools.workload.generate` (the same generator as `personalize-connector produce`); "
           "\"10-event sessions\" regroups the same events so every session has exactly 10 events.")
         w("")
         w("| Workload | Events | Sessions | Mean / median / p99 / max session length | Sessions > 10 events | "

@@ -46,8 +46,8 @@ from bench.workload import (
     ideal_backlog_calls,
     ideal_live_calls,
 )
-from connector.produce import produce
-from connector.workload import SampleRecord
+from connector.tools.produce import produce
+from connector.tools.workload import SampleRecord
 
 PROFILE_EVENTS = 20_000
 

@@ -1,6 +1,6 @@
 """The benchmark workloads, how they reach Kafka, and the offline ideal number of PutEvents calls.
 
-- default: `connector.workload.generate(n, None, seed)`, the project's realistic clickstream
+- default: `connector.tools.workload.generate(n, None, seed)`, the project's realistic clickstream
   (geometric-like sessions with a heavy tail, Zipf items, ~15% anonymous sessions, 48 sessions
   interleaved);
 - full sessions: the same events regrouped so every session has exactly 10 events (every call
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.workload import MAX_ACTIVE_SESSIONS, SampleRecord, generate
+from connector.tools.workload import MAX_ACTIVE_SESSIONS, SampleRecord, generate
 
 MAX_EVENTS_PER_CALL = 10
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from connector.batcher import SessionBatcher
 from connector.config import ConfigError, EntityRoute, EventsRoute, Settings, load_settings
 from connector.decode import build_decoder
 from connector.decode.base import RegistryUnavailable
@@ -29,10 +28,11 @@ from connector.kafka.base import KafkaUnreachable
 from connector.kafka.clients import KafkaClients
 from connector.logs import configure_logging, register_secrets
 from connector.observability import Health, Metrics, ObservabilityServer
-from connector.ratelimit import AdaptiveRateLimiter
+from connector.personalize.ratelimit import AdaptiveRateLimiter
+from connector.personalize.sink import PutEventsSink, make_client
+from connector.pipeline.batcher import SessionBatcher
 from connector.records import TopicPartition
 from connector.routes import Route
-from connector.sink import PutEventsSink, make_client
 from connector.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)

@@ -26,25 +26,25 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from connector.produce import run_from_cli
+    from connector.tools.produce import run_from_cli
 
     return run_from_cli(args)
 
 
 def _check(args: argparse.Namespace) -> int:
-    from connector.check import run_from_cli
+    from connector.tools.check import run_from_cli
 
     return run_from_cli(args)
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
-    from connector.replay import replay_from_cli
+    from connector.tools.replay import replay_from_cli
 
     return replay_from_cli(args)
 
 
 def _dlq_inspect(args: argparse.Namespace) -> int:
-    from connector.replay import inspect_from_cli
+    from connector.tools.replay import inspect_from_cli
 
     return inspect_from_cli(args)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from connector.decode.base import Decoder
 from connector.destinations.base import Destination
+from connector.personalize.sink import Sink
 from connector.records import Event, NotAnUpsert, SourceRecord
-from connector.sink import Sink
 
 
 @dataclass(slots=True)

@@ -17,17 +17,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-from connector.batcher import SessionBatcher
 from connector.dlq import DeadLetterWriter
-from connector.dlq_limits import FailureRatioLimit
 from connector.kafka.base import Source
 from connector.observability import Health, Metrics
-from connector.offsets import OffsetTracker
+from connector.pipeline.batcher import SessionBatcher
 from connector.pipeline.committer import Committer
 from connector.pipeline.dead_letters import DeadLetterPolicy, FatalError
 from connector.pipeline.dispatch import CompletionQueue, Dispatch
+from connector.pipeline.dlq_limits import FailureRatioLimit
 from connector.pipeline.flow import FlowControl
 from connector.pipeline.intake import Intake
+from connector.pipeline.offsets import OffsetTracker
 from connector.pipeline.partitions import Partitions
 from connector.pipeline.progress import Progress, TopicWatch
 from connector.pipeline.settings import WorkerSettings

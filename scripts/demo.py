@@ -194,8 +194,8 @@ class Demo:
             raise DemoFailed(f"personalize-connector check failed (exit {result.returncode})")
 
     def produce(self) -> None:
-        from connector.produce import produce, summary_table
-        from connector.workload import generate
+        from connector.tools.produce import produce, summary_table
+        from connector.tools.workload import generate
 
         phase("4/6", f"Producing {self.events:,} sample interaction events")
         explain(
@@ -508,7 +508,7 @@ def main() -> int:
     except DemoFailed as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
-    from connector.replay import quiet_registry_imports
+    from connector.tools.replay import quiet_registry_imports
 
     quiet_registry_imports()
     console.rule("[bold]personalize-connector demo")

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connector import api_model
 from connector.config import EntityMappingConfig, EntityRoute
 from connector.destinations.fields import as_id, collect_properties, compile_path, properties_json
+from connector.personalize import api_model
 from connector.records import Event, InvalidEvent, NotAnUpsert, Request, SourceRecord
 
 

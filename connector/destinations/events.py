@@ -1,7 +1,7 @@
 """The events destination: records -> PutEvents events, batched by session, sent with PutEvents.
 
 Field paths are compiled once per mapper. Validation has two tiers: a fast check with the limits read
-from botocore's service model (connector.api_model) that passes almost every real event, and, when it
+from botocore's service model (connector.personalize.api_model) that passes almost every real event, and, when it
 has any doubt, the full model-driven `check_event`, whose messages are what the dead letter carries.
 The fast check may only say "certainly valid"; it never rejects, so api_model stays the one authority.
 
@@ -20,9 +20,9 @@ from typing import Any
 
 from botocore.model import ListShape, Shape, StructureShape
 
-from connector import api_model
 from connector.config import EventsRoute, MappingConfig
 from connector.destinations.fields import EPOCH, as_id, collect_properties, compile_path, properties_json
+from connector.personalize import api_model
 from connector.records import Event, InvalidEvent, NotAnUpsert, Request, SourceRecord
 
 # Fixed namespace of the ids derived from a record's position, uuid5(namespace, "topic/partition/offset").

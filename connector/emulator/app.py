@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector import api_model
 from connector.emulator.faults import Faults, rejected_entries
 from connector.emulator.http import Request, Response
 from connector.emulator.ratelimit import RateLimiter
 from connector.emulator.stats import Stats
 from connector.emulator.storage import KINDS, Store, StoredCall, expand
+from connector.personalize import api_model
 
 # HTTP route -> (operation, storage kind). Shapes and limits come from the service model.
 ROUTES = {

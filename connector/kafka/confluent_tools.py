@@ -26,7 +26,7 @@ def _first_arg_text(exc: BaseException) -> str:
 
 def _quiet_logger() -> logging.Logger:
     """librdkafka's log lines (connection refused, retries...) go here instead of stderr."""
-    logger = logging.getLogger("connector.check.librdkafka")
+    logger = logging.getLogger("connector.tools.check.librdkafka")
     logger.propagate = False
     logger.addHandler(logging.NullHandler())
     return logger

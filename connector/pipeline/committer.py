@@ -1,7 +1,7 @@
 """The committer: what may be committed, and committing it (Kafka Connect's `preCommit`).
 
 The offset committed per partition is its watermark: the first offset not yet delivered or
-dead-lettered-and-acknowledged (`connector.offsets`), so a restart can repeat work, never skip
+dead-lettered-and-acknowledged (`connector.pipeline.offsets`), so a restart can repeat work, never skip
 it. The offsets already delivered above the watermark ride along in the commit's metadata, and a
 new owner of the partition reads them on assignment and skips those records.
 """
@@ -14,7 +14,7 @@ from contextlib import suppress
 
 from connector.kafka.base import CommitFailed, Source
 from connector.observability import Metrics
-from connector.offsets import decode_delivered, encode_delivered
+from connector.pipeline.offsets import decode_delivered, encode_delivered
 from connector.pipeline.partitions import Partitions
 from connector.records import TopicPartition
 

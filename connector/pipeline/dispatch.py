@@ -17,11 +17,11 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Protocol
 
 from connector.observability import Metrics
+from connector.personalize.sink import SendOutcome
 from connector.pipeline.dead_letters import DeadLetterPolicy
 from connector.pipeline.partitions import Partitions
 from connector.records import Batch, BatchKey, Event, TopicPartition
 from connector.routes import RouteTable
-from connector.sink import SendOutcome
 
 Completion = tuple[SendOutcome, dict[TopicPartition, int]]
 

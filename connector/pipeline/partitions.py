@@ -13,8 +13,8 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from connector.dlq_limits import FailureRatioLimit
-from connector.offsets import OffsetTracker
+from connector.pipeline.dlq_limits import FailureRatioLimit
+from connector.pipeline.offsets import OffsetTracker
 from connector.records import SourceRecord, TopicPartition
 
 log = logging.getLogger("connector.worker")

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from connector.destinations.events import SessionKey
-from connector.ratelimit import AdaptiveRateLimiter
+from connector.personalize.ratelimit import AdaptiveRateLimiter
+from connector.personalize.sink import Backoff, PutEventsSink, make_client
 from connector.records import Batch, Event, SourceRecord
-from connector.sink import Backoff, PutEventsSink, make_client
 
 SENT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 INVALID_CODES = ("InvalidInputException", "ValidationException", "SerializationException")

@@ -1,7 +1,7 @@
 """Each limit of the service model (and each documented service rule): just inside is accepted,
 just outside is rejected with InvalidInputException naming the field.
 
-Limits are read from the service model through connector.api_model, never typed in by hand. The
+Limits are read from the service model through connector.personalize.api_model, never typed in by hand. The
 client has `parameter_validation=False` so botocore's own min/required checks do not stop a call
 before the emulator sees it; what botocore's serializer cannot send at all (unknown fields, wrong
 JSON types, malformed JSON) goes through a raw SigV4-signed request.
@@ -19,8 +19,8 @@ import pytest
 from botocore.exceptions import ClientError
 from fixtures.emulator import EmulatorProcess, make_personalize_client, send_signed
 
-from connector import api_model
-from connector.api_model import MAX_EVENT_BYTES, limit
+from connector.personalize import api_model
+from connector.personalize.api_model import MAX_EVENT_BYTES, limit
 
 STRING_MAX = limit("PutEvents", "sessionId")
 EVENTS_MAX = limit("PutEvents", "eventList")

@@ -12,7 +12,7 @@ from fixtures.emulator import EmulatorProcess, make_personalize_client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.api_model import MAX_EVENT_BYTES, RESERVED_PROPERTY_KEYS, limit
+from connector.personalize.api_model import MAX_EVENT_BYTES, RESERVED_PROPERTY_KEYS, limit
 
 STRING_MAX = limit("PutEvents", "eventList", "eventType")
 ID_MAX = limit("PutEvents", "eventList", "itemId")

@@ -30,8 +30,8 @@ from fixtures.emulator import launch_emulator  # noqa: E402
 from fixtures.faults import create_topic  # noqa: E402
 from fixtures.pipeline import connector_config, write_config  # noqa: E402
 
-from connector.produce import produce  # noqa: E402
-from connector.workload import generate  # noqa: E402
+from connector.tools.produce import produce  # noqa: E402
+from connector.tools.workload import generate  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import pytest
 from fixtures.pipeline import committed_and_end_offsets, connector_config, write_config
 from fixtures.workers import ASSIGNED, Tally, WorkerProcess, expected_events, worker_processes
 
-from connector.produce import produce
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

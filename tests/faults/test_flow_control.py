@@ -13,8 +13,8 @@ import pytest
 from fixtures.faults import OffsetProbe, Sampler, expected_event_ids, figures, run_worker, wait_until
 from fixtures.pipeline import committed_and_end_offsets, connector_config, read_topic, write_config
 
-from connector.produce import produce
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from fixtures.faults import (
 from fixtures.pipeline import committed_and_end_offsets, connector_config, read_topic, write_config
 
 from connector.dlq import parse_error_headers
-from connector.produce import produce
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

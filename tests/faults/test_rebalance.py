@@ -34,8 +34,8 @@ from fixtures.workers import (
     worker_processes,
 )
 
-from connector.produce import produce
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

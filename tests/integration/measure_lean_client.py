@@ -1,4 +1,4 @@
-"""CPU microseconds per 10-event PutEvents call: boto3 (as connector.sink.make_client builds it) vs
+"""CPU microseconds per 10-event PutEvents call: boto3 (as connector.personalize.sink.make_client builds it) vs
 LeanPersonalizeClient, against a local emulator this script starts.
 
     .venv/bin/python tests/integration/measure_lean_client.py [--calls 3000] [--rounds 3]
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from connector.lean_client import LeanPersonalizeClient
-from connector.sink import make_client
+from connector.personalize.lean_client import LeanPersonalizeClient
+from connector.personalize.sink import make_client
 
 
 def start_emulator() -> tuple[subprocess.Popen[bytes], str]:

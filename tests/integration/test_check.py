@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from fixtures.pipeline import connector_config, write_config
 
-from connector.produce import produce
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ import pytest
 from fixtures.pipeline import committed_and_end_offsets, connector_config, produce_raw, read_topic, write_config
 from fixtures.workers import ASSIGNED, WorkerProcess, worker_processes
 
-from connector.produce import produce
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

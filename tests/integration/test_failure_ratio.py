@@ -36,7 +36,7 @@ def _event(event_id: str, session: str) -> dict[str, Any]:
 
 def _expected_stall(bad: list[bool]) -> int:
     """The offset of the first bad record that, counted in, makes more than RATIO of a full window
-    of the last WINDOW outcomes failures (written out here, apart from connector.dlq_limits)."""
+    of the last WINDOW outcomes failures (written out here, apart from connector.pipeline.dlq_limits)."""
     outcomes: list[bool] = []
     for offset, failed in enumerate(bad):
         last = [*outcomes, True][-WINDOW:]

@@ -30,9 +30,9 @@ from fixtures.pipeline import committed_and_end_offsets, connector_config, read_
 
 from connector.destinations.events import derived_event_id
 from connector.dlq import PREVIEW_BYTES, parse_error_headers, source_position
-from connector.produce import make_encoder, register_schema
 from connector.records import SourceRecord
-from connector.workload import generate
+from connector.tools.produce import make_encoder, register_schema
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

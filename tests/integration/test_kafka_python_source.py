@@ -19,10 +19,10 @@ from connector.config import ConfigError, Settings, load_settings
 from connector.dlq import parse_error_headers
 from connector.kafka.kafka_python import KafkaPythonSource
 from connector.kafka.kafka_python_config import consumer_config
-from connector.produce import produce
 from connector.records import InvalidEvent, SourceRecord, TopicPartition
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 from connector.worker import Worker
-from connector.workload import generate
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """LeanPersonalizeClient against the real emulator: same stored records and same failure classes as
-boto3's client (connector.sink.make_client)."""
+boto3's client (connector.personalize.sink.make_client)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fixtures.emulator import EmulatorProcess
 
-from connector.lean_client import LeanPersonalizeClient
-from connector.sink import Failure, classify, make_client
+from connector.personalize.lean_client import LeanPersonalizeClient
+from connector.personalize.sink import Failure, classify, make_client
 
 pytestmark = pytest.mark.integration
 

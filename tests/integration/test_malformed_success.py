@@ -26,11 +26,11 @@ from connector.destinations.events import SessionKey
 from connector.destinations.items import ITEMS
 from connector.destinations.users import USERS
 from connector.observability import Metrics
-from connector.produce import produce
-from connector.ratelimit import AdaptiveRateLimiter
+from connector.personalize.ratelimit import AdaptiveRateLimiter
+from connector.personalize.sink import Backoff, Failure, PutEventsSink, make_client
 from connector.records import Batch, Event, SourceRecord
-from connector.sink import Backoff, Failure, PutEventsSink, make_client
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

@@ -35,9 +35,9 @@ from fixtures.pipeline import (
 )
 
 from connector.destinations.events import derived_event_id
-from connector.produce import produce
 from connector.records import SourceRecord
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 # Every end-to-end behaviour holds with either Kafka client behind the same Source protocol.
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("kafka_client", ["confluent", "kafka-python"])]

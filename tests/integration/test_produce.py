@@ -1,4 +1,4 @@
-"""`connector.produce` against the real local Kafka broker and schema registry.
+"""`connector.tools.produce` against the real local Kafka broker and schema registry.
 
 Produces sample traffic (with bad records) to a fresh topic, reads it back with a plain consumer
 and confluent-kafka's AvroDeserializer, and checks every record arrived as generated.
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from connector.produce import produce
-from connector.workload import INVALID_EVENT_KINDS, UNDECODABLE_KINDS, SampleRecord, generate
+from connector.tools.produce import produce
+from connector.tools.workload import INVALID_EVENT_KINDS, UNDECODABLE_KINDS, SampleRecord, generate
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,9 @@ from fixtures.pipeline import (
 
 from connector.destinations.events import derived_event_id
 from connector.dlq import parse_error_headers
-from connector.produce import produce
 from connector.records import SourceRecord
-from connector.workload import UNDECODABLE_KINDS, generate
+from connector.tools.produce import produce
+from connector.tools.workload import UNDECODABLE_KINDS, generate
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from fixtures.pipeline import (
 )
 
 import avro_schemas
-from connector.produce import produce
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

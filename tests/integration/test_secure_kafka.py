@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from fixtures.pipeline import committed_and_end_offsets, connector_config, run_cli, run_in_process, write_config
 
-from connector.produce import produce
-from connector.workload import generate
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 

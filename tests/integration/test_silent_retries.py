@@ -27,10 +27,10 @@ from fixtures.pipeline import connector_config, write_config
 from fixtures.standin import GOOD, HTML_502, RESET, Answer, StandIn, serve_standin
 
 from connector.observability import Metrics, ObservabilityServer
-from connector.produce import produce
-from connector.ratelimit import AdaptiveRateLimiter
-from connector.sink import Backoff, PutEventsSink, make_client
-from connector.workload import generate
+from connector.personalize.ratelimit import AdaptiveRateLimiter
+from connector.personalize.sink import Backoff, PutEventsSink, make_client
+from connector.tools.produce import produce
+from connector.tools.workload import generate
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,8 @@ def _readyz(port: int) -> tuple[int, dict[str, Any]]:
 
 
 def _sink_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "connector.sink" and "route events:" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records
+            if r.name == "connector.personalize.sink" and "route events:" in r.getMessage()]
 
 
 @pytest.mark.parametrize("http_client", ["boto3", "lean"])
@@ -63,7 +64,7 @@ def test_failing_calls_are_logged_boundedly_turn_readiness_false_and_recover(
     stack: Any, new_topic: Any, group_id: str, tracking_id: str, aws_env: None, tmp_path: Path,
     standin: StandIn, caplog: pytest.LogCaptureFixture, http_client: str,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="connector.sink")
+    caplog.set_level(logging.WARNING, logger="connector.personalize.sink")
     topic = new_topic(partitions=2)
     produce(list(generate(EVENTS, 8, seed=11)), stack.bootstrap, stack.registry_url, topic, progress=False)
     config = connector_config(
@@ -129,7 +130,7 @@ def test_each_failure_kind_is_retried_and_logged_not_rejected(
     from connector.destinations.events import SessionKey
     from connector.records import Batch, Event, SourceRecord
 
-    caplog.set_level(logging.WARNING, logger="connector.sink")
+    caplog.set_level(logging.WARNING, logger="connector.personalize.sink")
     standin.answer = answer
     fast = Backoff(base_s=0.001, cap_s=0.01)
     sink = PutEventsSink(make_client("us-east-1", standin.url, 2, http_client=http_client),

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from connector.destinations.events import SessionKey
-from connector.ratelimit import AdaptiveRateLimiter
+from connector.personalize.ratelimit import AdaptiveRateLimiter
+from connector.personalize.sink import Backoff, Failure, PutEventsSink, make_client
 from connector.records import Batch, Event, SourceRecord
-from connector.sink import Backoff, Failure, PutEventsSink, make_client
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.api_response import MalformedResponse, check_success, malformed_reason
+from connector.personalize.api_response import MalformedResponse, check_success, malformed_reason
 
 RID = "x-amzn-RequestId"
 

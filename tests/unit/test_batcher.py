@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.batcher import SessionBatcher
 from connector.destinations.events import SessionKey
+from connector.pipeline.batcher import SessionBatcher
 from connector.records import Event, SourceRecord
 
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from connector.sink import CallWatch, Failure
+from connector.personalize.sink import CallWatch, Failure
 
 
 class Clock:
@@ -20,11 +20,11 @@ class Clock:
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "connector.sink"]
+    return [r.getMessage() for r in caplog.records if r.name == "connector.personalize.sink"]
 
 
 def test_ten_thousand_failures_in_an_hour_write_one_line_per_interval(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="connector.sink")
+    caplog.set_level(logging.WARNING, logger="connector.personalize.sink")
     clock = Clock()
     watch = CallWatch("events", log_interval_s=30, unready_after_s=300, clock=clock)
     watch.begin()
@@ -43,7 +43,7 @@ def test_ten_thousand_failures_in_an_hour_write_one_line_per_interval(caplog: py
 
 def test_throttling_between_successes_stays_bounded(caplog: pytest.LogCaptureFixture) -> None:
     """Every failure run ends with a success; still at most two lines per interval."""
-    caplog.set_level(logging.WARNING, logger="connector.sink")
+    caplog.set_level(logging.WARNING, logger="connector.personalize.sink")
     clock = Clock()
     watch = CallWatch("events", log_interval_s=30, clock=clock)
     for _ in range(3000):  # 300 s

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector import api_model
 from connector.config import MappingConfig
 from connector.destinations.events import EventMapper, SessionKey, derived_event_id
 from connector.destinations.fields import EPOCH
+from connector.personalize import api_model
 from connector.records import InvalidEvent, SourceRecord
 
 SOURCE = SourceRecord("interactions", 3, 1234, b"k", b"v")

@@ -20,10 +20,10 @@ from connector.destinations.events import EventMapper, SessionKey
 from connector.destinations.items import ITEMS
 from connector.destinations.registry import DESTINATIONS
 from connector.destinations.users import USERS
-from connector.ratelimit import AdaptiveRateLimiter
+from connector.personalize.ratelimit import AdaptiveRateLimiter
+from connector.personalize.sink import PutEventsSink
 from connector.records import Batch, DecodeError, Event, NotAnUpsert, Request, SourceRecord
 from connector.routes import Route
-from connector.sink import PutEventsSink
 
 ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/shop/ITEMS"
 SENT = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

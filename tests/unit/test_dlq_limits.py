@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.dlq_limits import FailureRatioLimit
+from connector.pipeline.dlq_limits import FailureRatioLimit
 from connector.records import TopicPartition
 
 TP = TopicPartition("t", 0)

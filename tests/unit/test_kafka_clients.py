@@ -112,7 +112,7 @@ def test_run_builds_its_source_with_msk_iam(tmp_path: Path, client: str, no_aws_
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_check_asks_the_cluster_with_msk_iam(tmp_path: Path, client: str, no_aws_credentials: None) -> None:
-    from connector.check import check_kafka
+    from connector.tools.check import check_kafka
 
     [cluster, *rest] = check_kafka(settings(tmp_path, client), 1.0)
     assert (cluster.check, cluster.status) == ("kafka.cluster", "FAIL")
@@ -122,7 +122,7 @@ def test_check_asks_the_cluster_with_msk_iam(tmp_path: Path, client: str, no_aws
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_dlq_inspect_reads_with_msk_iam(tmp_path: Path, client: str, no_aws_credentials: None) -> None:
-    from connector.replay import inspect_topic
+    from connector.tools.replay import inspect_topic
 
     with pytest.raises(KafkaAuthError, match=NOT_SIGNED):
         inspect_topic(settings(tmp_path, client), "in-dlq", None)
@@ -130,7 +130,7 @@ def test_dlq_inspect_reads_with_msk_iam(tmp_path: Path, client: str, no_aws_cred
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_dlq_replay_reads_with_msk_iam(tmp_path: Path, client: str, no_aws_credentials: None) -> None:
-    from connector.replay import dry_run, replay
+    from connector.tools.replay import dry_run, replay
 
     with pytest.raises(KafkaAuthError, match=NOT_SIGNED):
         replay(settings(tmp_path, client), "in-dlq", None)
@@ -140,8 +140,8 @@ def test_dlq_replay_reads_with_msk_iam(tmp_path: Path, client: str, no_aws_crede
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_produce_writes_with_msk_iam(tmp_path: Path, client: str, no_aws_credentials: None) -> None:
-    from connector.produce import produce
-    from connector.workload import generate
+    from connector.tools.produce import produce
+    from connector.tools.workload import generate
 
     config = settings(tmp_path, client)
     with pytest.raises(KafkaAuthError, match=NOT_SIGNED):

@@ -16,8 +16,8 @@ import pytest
 import urllib3
 from botocore.awsrequest import AWSRequest, AWSResponse
 
-from connector.lean_client import LeanPersonalizeClient
-from connector.sink import Failure, _service_message, classify, make_client
+from connector.personalize.lean_client import LeanPersonalizeClient
+from connector.personalize.sink import Failure, _service_message, classify, make_client
 
 REGION = "eu-west-1"
 FROZEN = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
@@ -42,7 +42,7 @@ def _raw(status: int, headers: dict[str, str], body: bytes) -> urllib3.HTTPRespo
 
 
 class Boto3Capture:
-    """connector.sink.make_client's client, answering every call with `response` unsent."""
+    """connector.personalize.sink.make_client's client, answering every call with `response` unsent."""
 
     def __init__(self, endpoint_url: str | None = None) -> None:
         self.client = make_client(REGION, endpoint_url, max_pool_connections=4)

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from connector import api_model
 from connector.config import EntityMappingConfig, MappingConfig
 from connector.destinations.entities import EntityKind, EntityMapper
 from connector.destinations.events import EventMapper
 from connector.destinations.items import ITEMS
 from connector.destinations.users import USERS
+from connector.personalize import api_model
 from connector.records import InvalidEvent, SourceRecord
 
 SOURCE = SourceRecord("interactions", 0, 7, b"k", b"v")

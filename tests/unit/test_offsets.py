@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.offsets import OffsetTracker
+from connector.pipeline.offsets import OffsetTracker
 from connector.records import TopicPartition
 
 TPS = [TopicPartition("t", 0), TopicPartition("t", 1)]
@@ -166,7 +166,7 @@ def test_late_outcome_for_a_forgotten_partition_is_ignored() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 10**12), st.lists(st.integers(1, 5000), max_size=300, unique=True))
 def test_commit_metadata_round_trips_delivered_offsets(committed: int, deltas: list[int]) -> None:
-    from connector.offsets import decode_delivered, encode_delivered
+    from connector.pipeline.offsets import decode_delivered, encode_delivered
 
     delivered = sorted(committed + d for d in deltas)
     text = encode_delivered(committed, delivered)
@@ -180,14 +180,14 @@ def test_commit_metadata_round_trips_delivered_offsets(committed: int, deltas: l
 
 def test_fragmented_offsets_fit_densely() -> None:
     """Interleaved sessions leave every other offset delivered: thousands still fit."""
-    from connector.offsets import decode_delivered, encode_delivered
+    from connector.pipeline.offsets import decode_delivered, encode_delivered
 
     delivered = list(range(1001, 41001, 2))  # 20,000 scattered offsets above 1000
     assert decode_delivered(1000, encode_delivered(1000, delivered)) == delivered
 
 
 def test_foreign_or_broken_metadata_skips_nothing() -> None:
-    from connector.offsets import decode_delivered
+    from connector.pipeline.offsets import decode_delivered
 
     assert decode_delivered(10, "") == []
     assert decode_delivered(10, "some other tool's metadata") == []

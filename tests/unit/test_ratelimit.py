@@ -7,7 +7,7 @@ import bisect
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.ratelimit import AdaptiveRateLimiter
+from connector.personalize.ratelimit import AdaptiveRateLimiter
 
 
 class FakeClock:

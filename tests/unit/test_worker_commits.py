@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from fixtures.inmemory import InMemoryDeadLetters, WorkerHarness, abandon, reject
 
-from connector.offsets import decode_delivered
+from connector.pipeline.offsets import decode_delivered
 from connector.records import Batch, TopicPartition
 
 TP = TopicPartition("interactions", 0)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from fixtures.inmemory import InMemoryDeadLetters, WorkerHarness
 
-from connector.offsets import decode_delivered
+from connector.pipeline.offsets import decode_delivered
 from connector.records import Batch, TopicPartition
 
 TP = TopicPartition("interactions", 0)

@@ -14,7 +14,7 @@ from fastavro.validation import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.workload import (
+from connector.tools.workload import (
     BAD_KINDS,
     INVALID_EVENT_KINDS,
     UNKNOWN_SCHEMA_ID,
@@ -195,8 +195,8 @@ def test_encoder_matches_avro_serializer_and_truncation_breaks_decoding() -> Non
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    from connector.produce import make_encoder, register_schema
-    from connector.workload import canonical_schema_str
+    from connector.tools.produce import make_encoder, register_schema
+    from connector.tools.workload import canonical_schema_str
 
     schema_id = register_schema("mock://workload-test", "t-value")
     encode = make_encoder(schema_id)

@@ -23,10 +23,10 @@ import botocore.exceptions
 from botocore import xform_name
 from botocore.config import Config
 
-from connector import api_response
 from connector.logs import redact
 from connector.observability import Metrics
-from connector.ratelimit import AdaptiveRateLimiter
+from connector.personalize import api_response
+from connector.personalize.ratelimit import AdaptiveRateLimiter
 from connector.records import Batch, BatchKey, Event, RejectedBySink
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def make_client(
 ) -> Any:
     """A personalize-events client; credentials come from the standard AWS chain."""
     if http_client == "lean":
-        from connector.lean_client import LeanPersonalizeClient
+        from connector.personalize.lean_client import LeanPersonalizeClient
 
         return LeanPersonalizeClient(region, endpoint_url, max_pool_connections, connect_timeout=5, read_timeout=15)
     import boto3  # imported here: boto3's import is slow and only the sink needs it

@@ -11,9 +11,9 @@ botocore's own `SigV4Auth`, and sends it on a shared `urllib3.PoolManager`:
   seconds exactly as botocore computes them, floats get its Infinity/NaN handling; everything else
   passes through unchanged, in the caller's key order, as botocore's serializer keeps it);
 - credentials come from the standard chain of a botocore session (refreshable ones refresh);
-- a 2xx answer counts only when its body is well formed (`connector.api_response`), as for boto3;
+- a 2xx answer counts only when its body is well formed (`connector.personalize.api_response`), as for boto3;
 - error responses are parsed by botocore's own rest-json parser and raised as the modeled
-  `ClientError` subclasses, so `connector.sink.classify` sees what it sees with boto3;
+  `ClientError` subclasses, so `connector.personalize.sink.classify` sees what it sees with boto3;
 - connection failures are raised as botocore's exception types, as botocore's urllib3 session
   maps them.
 
@@ -51,7 +51,7 @@ from urllib3.exceptions import NewConnectionError, ProtocolError, ProxyError
 from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeoutError
 from urllib3.exceptions import SSLError as URLLib3SSLError
 
-from connector.api_response import check_success
+from connector.personalize.api_response import check_success
 
 __all__ = ["LeanPersonalizeClient"]
 

@@ -1,7 +1,7 @@
 """Pure, seeded generator of realistic interaction traffic (plus labelled bad records).
 
 Used by `personalize-connector produce`, the integration tests and the benchmarks. Nothing here
-touches Kafka: `generate()` yields `SampleRecord`s and `connector.produce` serialises and sends them.
+touches Kafka: `generate()` yields `SampleRecord`s and `connector.tools.produce` serialises and sends them.
 
 Shape of the traffic, chosen to look like a shop's live clickstream:
 - sessions of geometric-like length (mean ~9) with a 10% heavy tail of long sessions;

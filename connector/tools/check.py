@@ -253,7 +253,7 @@ def _personalize_client(settings: Settings, session: Any, timeout_s: float) -> A
         connect_timeout=min(5.0, timeout_s),
         read_timeout=timeout_s,
     )
-    from connector import api_response
+    from connector.personalize import api_response
 
     # The worker's rule for a success (a 2xx with an empty body or a JSON object), so `check` does
     # not pass an endpoint whose answers the worker would retry forever.
@@ -303,7 +303,7 @@ def check_personalize(settings: Settings, timeout_s: float) -> list[CheckResult]
 def _dry_put_events(settings: Settings, client: Any, tracking_id: str, timeout_s: float) -> CheckResult:
     import botocore.exceptions
 
-    from connector.api_response import MalformedResponse
+    from connector.personalize.api_response import MalformedResponse
 
     p = settings.personalize
     endpoint = p.endpoint_url or f"the personalize-events endpoint of {p.region}"
@@ -387,7 +387,7 @@ def render(results: Iterable[CheckResult], title: str) -> Any:
 def run_from_cli(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from connector.replay import quiet_registry_imports
+    from connector.tools.replay import quiet_registry_imports
 
     quiet_registry_imports()
     out = Console(highlight=False)

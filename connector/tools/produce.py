@@ -1,4 +1,4 @@
-"""Produce sample interaction traffic (from `connector.workload`) to Kafka in Confluent Avro wire format.
+"""Produce sample interaction traffic (from `connector.tools.workload`) to Kafka in Confluent Avro wire format.
 
 Good records are encoded with the canonical InteractionEvent schema, registered once under the
 `<topic>-value` subject. We frame them ourselves (magic byte 0 + 4-byte schema id + fastavro
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from connector.workload import (
+from connector.tools.workload import (
     MAGIC_BYTE,
     SampleRecord,
     canonical_schema_str,
