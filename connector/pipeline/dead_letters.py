@@ -143,4 +143,4 @@ class DeadLetterPolicy:
             )
             self._metrics.partition_stalls.labels(reason).inc()
         state.stall_reason = reason
-        self._flow.hold(tp, record.offset, self._clock() + self._settings.stall_retry_s)
+        self._flow.hold(record, self._clock() + self._settings.stall_retry_s)

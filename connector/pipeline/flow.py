@@ -13,7 +13,7 @@ from __future__ import annotations
 from connector.kafka.base import Source
 from connector.pipeline.partitions import Partitions
 from connector.pipeline.settings import WorkerSettings
-from connector.records import TopicPartition
+from connector.records import SourceRecord, TopicPartition
 from connector.routes import RouteTable
 
 
@@ -26,15 +26,19 @@ class FlowControl:
         self.paused: set[TopicPartition] = set()
         self._buffers_full = False
 
-    def hold(self, tp: TopicPartition, offset: int, until: float) -> None:
-        """Give up on `offset` and everything after it in `tp`; read them again from `until` on
-        (unless an earlier rewind gave it up already: seeking forward to it would skip the records
-        between)."""
-        if self._partitions.tracker.truncate(tp, offset):
-            self._source.seek(tp, offset)
+    def hold(self, record: SourceRecord, until: float) -> None:
+        """Give up on `record` and everything after it in its partition; read them again from
+        `until` on (unless an earlier rewind gave it up already: seeking forward to it would skip
+        the records between)."""
+        tp = record.tp
+        if self._partitions.tracker.truncate(tp, record.offset):
+            self._source.seek(tp, record.offset)
         state = self._partitions.get(tp)
         if state is not None:
             state.held_until = until
+            # It is counted again when read again; what follows it in the partition is either not
+            # read yet or still in the pipeline, and leaves the count when it finishes there.
+            state.buffered_bytes -= len(record.value or b"")
 
     def reconcile(self, now: float) -> bool:
         """Pause what must not be read now and resume the rest; True when everything is held."""

@@ -71,7 +71,7 @@ class Intake:
                 except retryable as exc:
                     # Not the record's fault: read this partition again from here after a pause.
                     log.warning("decode of %s must wait: %s", record.position(), exc)
-                    self._flow.hold(tp, record.offset, now + self._settings.decode_retry_backoff_s)
+                    self._flow.hold(record, now + self._settings.decode_retry_backoff_s)
                     rewound.add(tp)
                     continue
                 if entry is None:  # a delete the route skips

@@ -82,3 +82,36 @@ def test_a_decode_that_must_wait_holds_only_its_partition_and_reads_it_again() -
     h.codec.retry_later = False  # the registry is back
     h.run_until(lambda: h.source.committed_offset(TP) == 3)
     assert h.clock.now >= 1005.0 and h.dlq is not None and h.dlq.letters == []
+
+
+def test_records_read_again_after_a_hold_are_counted_once_in_the_buffered_bytes() -> None:
+    # A registry outage rewinds the partition at every retry. The records it gives up used to stay
+    # in the byte count: a long outage on large records crept up to max_buffered_bytes and paused
+    # every partition with nothing held.
+    h = WorkerHarness(decode_retry_backoff_s=1.0, max_buffered_bytes=100)
+    h.codec.retry_later = True
+    h.source.produce(TP, b"wait")
+    h.source.produce(TP1, b"ok")
+    h.source.assign(TP, TP1)
+    h.run_until(lambda: h.source.committed_offset(TP1) == 1)  # the other partition goes on
+    for _ in range(50):
+        h.step()
+        h.clock.advance(0.5)
+        # Only what is held counts: the one record once while it is read, nothing while it waits.
+        assert h.metric("pkc_bytes_buffered") == 4 * (h.metric("pkc_records_buffered") or 0) <= 4
+    assert TP1 not in h.source.paused  # 100 bytes of bound, 25 retries of 4: never "full"
+    h.codec.retry_later = False
+    h.run_until(lambda: h.source.committed_offset(TP) == 1)
+    h.step(2)
+    assert h.metric("pkc_bytes_buffered") == 0
+
+
+def test_a_stalled_record_read_again_is_counted_once_in_the_buffered_bytes() -> None:
+    h = WorkerHarness(max_consecutive_failures=1, stall_retry_s=1.0)
+    h.source.produce(TP, b"bad1", b"bad2")
+    h.source.assign(TP)
+    for _ in range(40):  # the first is dead-lettered, the second stalls the partition, again and again
+        h.step()
+        h.clock.advance(0.5)
+        assert h.metric("pkc_bytes_buffered") == 4 * (h.metric("pkc_records_buffered") or 0) <= 8
+    assert h.metric("pkc_partition_stalls_total", reason="consecutive_failures") == 1
