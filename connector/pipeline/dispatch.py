@@ -81,7 +81,8 @@ class Dispatch:
         future.add_done_callback(report)
 
     def settle(self, wait_s: float = 0.0) -> None:
-        """Apply the outcomes that have arrived (waiting up to `wait_s` for a first one)."""
+        """Apply every outcome that has arrived; with `wait_s`, wait that long for one and apply
+        just it (the callers' loops re-check their condition after each outcome)."""
         try:
             item = self._completions.get(timeout=wait_s) if wait_s > 0 else self._completions.get_nowait()
         except queue.Empty:
