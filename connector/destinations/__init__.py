@@ -8,6 +8,9 @@ sends `batch.key.request(bodies)` and names no destination.
 - `events`: PutEvents, batched by session (`SessionKey`: trackingId, sessionId, userId).
 - `items`, `users`: PutItems / PutUsers, batched by dataset and source partition; they share
   `entities` (an `EntityKind` names the operation, the id field and the entries' parameter).
+- `actions`: PutActions, an `entities` kind like items and users.
+- `action_interactions`: PutActionInteractions, batched by tracker and session
+  (`TrackerSessionKey`), with event ids derived like the events destination's.
 - `fields`: field paths and value conversions every mapper shares.
 - `registry`: `destination:` names of the configuration -> how to build each destination.
 
