@@ -11,6 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -150,3 +153,47 @@ def test_actions_and_action_interactions_stream_with_the_guarantees_of_events(
         # A partition the keys did not hash to has nothing to commit.
         assert {p: committed[p] for p, end in ends.items() if end} == {p: end for p, end in ends.items() if end}, topic
 
+
+def test_dlq_replay_of_an_action_interactions_route_after_a_mapping_fix(
+    stack: Any, new_topic: Any, group_id: str, registry_client: Any, emulator: Any, tracking_id: str,
+    aws_env: None, tmp_path: Path,
+) -> None:
+    """A wrong mapping dead-letters every interaction to the route's own DLQ; `dlq replay --route`
+    with the fixed configuration delivers each once, with the ids derived from the original positions."""
+    topic = new_topic(partitions=2, suffix="action-interactions")
+    route_dlq = new_topic(partitions=1, suffix="ai-dlq")
+    interactions = _interactions(12, f"{tracking_id}-unused")
+    interactions = [(k, {**v, "trackingId": None, "properties": {"step": str(i)}})
+                    for i, (k, v) in enumerate(interactions)]
+    schema_id = register(registry_client, f"{topic}-value", ACTION_INTERACTION)
+    framed = [(k, confluent_frame(schema_id, ACTION_INTERACTION, v)) for k, v in interactions]
+    produce_raw(stack.bootstrap, topic, framed)
+
+    def config(mapping: dict[str, Any]) -> dict[str, Any]:
+        base = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
+                                topics=[], group_id=group_id, tracking_id="unused-events-tracker")
+        base["routes"] = [{"name": "offer-clicks", "destination": "action_interactions", "topics": [topic],
+                           "tracking_id": tracking_id, "dlq_topic": route_dlq, "mapping": mapping}]
+        return base
+
+    code, summary = run_in_process(write_config(tmp_path, config({"session_id": "noSuchField"}), "broken.yaml"))
+    assert code == 0 and summary["dead_letters"] == 12, summary
+    assert emulator.action_interactions(tracking_id) == []
+
+    fixed = write_config(tmp_path, config({}), "fixed.yaml")
+    exe = Path(sys.executable).with_name("personalize-connector")
+    replay = subprocess.run([str(exe), "dlq", "replay", "--config", str(fixed), "--route", "offer-clicks"],
+                            capture_output=True, text=True, timeout=300, check=False, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "COLUMNS": "200"})
+    print(replay.stdout)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert f"records that fail again go to {route_dlq}" in replay.stdout
+    stored = emulator.action_interactions(tracking_id)
+    positions = {r.value: (r.partition, r.offset) for r in read_topic(stack.bootstrap, topic)}
+    expected = {value["eventId"] or derived_event_id(SourceRecord(topic, *positions[frame], None, None))
+                for (_, value), (_, frame) in zip(interactions, framed, strict=True)}
+    assert sorted(r["eventId"] for r in stored) == sorted(expected)
+    again = subprocess.run([str(exe), "dlq", "replay", "--config", str(fixed), "--route", "offer-clicks"],
+                           capture_output=True, text=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
+    assert again.returncode == 0 and "nothing to replay" in again.stdout, again.stdout + again.stderr
+    assert len(emulator.action_interactions(tracking_id)) == 12
