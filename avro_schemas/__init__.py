@@ -5,6 +5,8 @@ from importlib.resources import files
 INTERACTION_EVENT = "interaction_event.avsc"
 ITEM = "item.avsc"
 USER = "user.avsc"
+ACTION = "action.avsc"
+ACTION_INTERACTION = "action_interaction.avsc"
 
 
 def read(name: str = INTERACTION_EVENT) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from connector.config import ConfigError, EntityRoute, EventsRoute, Settings, load_settings
+from connector.config import AnyRoute, ConfigError, Settings, load_settings
 from connector.decode import build_decoder
 from connector.decode.base import RegistryUnavailable
 from connector.destinations.base import Destination
@@ -67,7 +67,7 @@ def registry_client(settings: Settings) -> Any:
     return SchemaRegistryClient(conf) if conf is not None else None
 
 
-def _reader_schema(route: EventsRoute | EntityRoute, packaged: str | None) -> Path | None:
+def _reader_schema(route: AnyRoute, packaged: str | None) -> Path | None:
     """The route's reader schema: configured, else the packaged one of its destination (if any)."""
     if route.reader_schema is not None or packaged is None:
         return route.reader_schema

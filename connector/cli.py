@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--dry-run", action="store_true", help="decode and map only: say per record whether it would succeed now"
     )
+    replay.add_argument(
+        "--route", metavar="NAME",
+        help="replay through this route of `routes` (default: the interactions route of kafka.topics); "
+             "the DLQ defaults to its dlq_topic",
+    )
     replay.add_argument("--log-level", default="WARNING")
     replay.set_defaults(handler=_dlq_replay)
     inspect = dlq_sub.add_parser("inspect", help="summarise dead letters by stage and error class (no commits)")

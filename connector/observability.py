@@ -65,12 +65,14 @@ class Metrics:
             "pkc_records_skipped", "Records skipped because the previous owner had delivered them", registry=r
         )
         self.deletes_skipped = Counter(
-            "pkc_deletes_skipped", "Tombstones and delete markers skipped on items/users routes (on_delete: skip)",
+            "pkc_deletes_skipped",
+            "Tombstones and delete markers skipped on items/users/actions routes (on_delete: skip)",
             ["route"], registry=r,
         )
         self.entries_delivered = Counter(
-            "pkc_entries_delivered", "Entries accepted by PutEvents, PutItems or PutUsers, per route", ["route"],
-            registry=r,
+            "pkc_entries_delivered",
+            "Entries accepted by the route's call (PutEvents, PutItems, PutUsers, PutActions, PutActionInteractions)",
+            ["route"], registry=r,
         )
         self.partitions_paused = Gauge("pkc_partitions_paused", "Assigned partitions currently paused", registry=r)
         self.watermark_lag = Gauge(

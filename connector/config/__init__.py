@@ -13,6 +13,9 @@ from connector.config.models import (
     ENV_PREFIX,
     MASK,
     SAFE_KAFKA_CONFIG_KEYS,
+    ActionInteractionMappingConfig,
+    ActionInteractionsRoute,
+    AnyRoute,
     BatchingConfig,
     DecodeConfig,
     DlqConfig,
@@ -32,6 +35,7 @@ from connector.config.models import (
 
 __all__ = [
     "ENTITY_REQUESTS_PER_SECOND", "ENV_NESTED_DELIMITER", "ENV_PREFIX", "MASK", "SAFE_KAFKA_CONFIG_KEYS",
+    "ActionInteractionMappingConfig", "ActionInteractionsRoute", "AnyRoute",
     "BatchingConfig", "ConfigError", "DecodeConfig", "DlqConfig", "EntityMappingConfig", "EntityRoute",
     "EventsRoute", "GlueConfig", "KafkaConfig", "MappingConfig", "ObservabilityConfig", "PersonalizeConfig",
     "RouteConfig", "SchemaRegistryConfig", "Settings", "ShutdownConfig", "load_settings",

@@ -269,18 +269,49 @@ class MappingConfig(_Section):
 
 
 class EntityMappingConfig(_Section):
-    """Where the PutItems / PutUsers fields come from in the decoded record."""
+    """Where the PutItems / PutUsers / PutActions fields come from in the decoded record."""
 
-    # The item's or user's id; null means the default name (itemId for items, userId for users).
+    # The entry's id; null means the default name (itemId, userId, actionId).
     id: FieldPath | None = None
     properties: FieldPath | None = "properties"
     property_fields: list[FieldPath] = Field(default_factory=list)
-    # A boolean field that marks a deletion, which PutItems/PutUsers cannot express (see on_delete).
+    # A boolean field that marks a deletion, which PutItems/PutUsers/PutActions cannot express (see on_delete).
     deleted: FieldPath | None = "deleted"
+
+
+class ActionInteractionMappingConfig(_Section):
+    """Where each PutActionInteractions field comes from in the decoded record (like MappingConfig).
+
+    The defaults are the names of the packaged action_interaction.avsc. `null`: no such field.
+    """
+
+    event_id: FieldPath | None = "eventId"  # none in the record: derived from its topic/partition/offset
+    tracking_id: FieldPath | None = "trackingId"  # none in the record: the route's tracking_id
+    action_id: FieldPath = "actionId"
+    session_id: FieldPath = "sessionId"
+    user_id: FieldPath | None = "userId"
+    event_type: FieldPath | None = "eventType"
+    timestamp: FieldPath = "timestamp"
+    recommendation_id: FieldPath | None = "recommendationId"
+    impression: FieldPath | None = "impression"
+    properties: FieldPath | None = "properties"
+    property_fields: list[FieldPath] = Field(default_factory=list)
+    # Used when the record has no event type (or event_type is null): Viewed, Taken or Not Taken.
+    event_type_default: Annotated[
+        str | None, Field(min_length=1, max_length=256, validate_default=True)
+    ] = None
+
+    @field_validator("event_type_default")
+    @classmethod
+    def _event_type_has_a_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and "event_type" in info.data and info.data["event_type"] is None:
+            raise ValueError("is required when mapping.event_type is null (PutActionInteractions requires eventType)")
+        return value
 
 
 # The service's default quota for PutItems and PutUsers calls, per dataset (Amazon Personalize
 # "Endpoints and quotas" page); PutEvents' is personalize.max_requests_per_second (1,000).
+# PutActions is given the same default as its dataset siblings, PutActionInteractions PutEvents'.
 ENTITY_REQUESTS_PER_SECOND = 10.0
 _DATASET_ARN = r"^arn:([a-z\d-]+):personalize:.*:.*:.+$"  # the service model's pattern for datasetArn
 
@@ -290,7 +321,8 @@ class _RouteBase(_Section):
     topics: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     reader_schema: FilePath | None = None  # default: the packaged schema of the destination
     dlq_topic: Annotated[str, Field(min_length=1)] | None = None  # default: dlq.topic
-    # Default: personalize.max_requests_per_second for events, 10/s (the service quota) for items/users.
+    # Default: personalize.max_requests_per_second for events and action_interactions, 10/s (the
+    # service quota) for items, users and actions.
     max_requests_per_second: Annotated[float, Field(gt=0)] | None = None
 
 
@@ -303,17 +335,27 @@ class EventsRoute(_RouteBase):
 
 
 class EntityRoute(_RouteBase):
-    """Topics of catalogue items (PutItems) or user profiles (PutUsers)."""
+    """Topics of catalogue items (PutItems), user profiles (PutUsers) or actions (PutActions)."""
 
-    destination: Literal["items", "users"]
+    destination: Literal["items", "users", "actions"]
     dataset_arn: Annotated[str, Field(max_length=256, pattern=_DATASET_ARN)]
     mapping: EntityMappingConfig = Field(default_factory=EntityMappingConfig)
-    # A tombstone (null value) or a delete marker: PutItems and PutUsers cannot delete, so the
+    # A tombstone (null value) or a delete marker: PutItems, PutUsers and PutActions cannot delete, so the
     # record is dead-lettered (default) or skipped and counted (pkc_records_skipped_total).
     on_delete: Literal["dead-letter", "skip"] = "dead-letter"
 
 
-RouteConfig = Annotated[EventsRoute | EntityRoute, Field(discriminator="destination")]
+class ActionInteractionsRoute(_RouteBase):
+    """Topics of action interactions sent with PutActionInteractions (to the action interaction
+    event tracker, which is not PutEvents' tracker: there is no default from personalize)."""
+
+    destination: Literal["action_interactions"]
+    tracking_id: Annotated[str, Field(min_length=1, max_length=256)]
+    mapping: ActionInteractionMappingConfig = Field(default_factory=ActionInteractionMappingConfig)
+
+
+AnyRoute = EventsRoute | EntityRoute | ActionInteractionsRoute
+RouteConfig = Annotated[AnyRoute, Field(discriminator="destination")]
 
 
 # What load_settings hands to settings_customise_sources (a classmethod, so it cannot take arguments).
@@ -377,9 +419,9 @@ class Settings(BaseSettings):
                 seen[topic] = route.name
         return self
 
-    def effective_routes(self) -> list[EventsRoute | EntityRoute]:
+    def effective_routes(self) -> list[AnyRoute]:
         """Every route with its defaults filled in; kafka.topics become the route named "events"."""
-        routes: list[EventsRoute | EntityRoute] = []
+        routes: list[AnyRoute] = []
         if self.kafka.topics:
             routes.append(
                 EventsRoute(
@@ -399,7 +441,7 @@ class Settings(BaseSettings):
                 "max_requests_per_second": route.max_requests_per_second
                 or (
                     self.personalize.max_requests_per_second
-                    if isinstance(route, EventsRoute)
+                    if isinstance(route, EventsRoute | ActionInteractionsRoute)
                     else ENTITY_REQUESTS_PER_SECOND
                 ),
             }

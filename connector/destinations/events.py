@@ -21,7 +21,7 @@ from typing import Any
 from botocore.model import ListShape, Shape, StructureShape
 
 from connector.config import EventsRoute, MappingConfig
-from connector.destinations.fields import EPOCH, as_id, collect_properties, compile_path, properties_json
+from connector.destinations.fields import as_id, as_timestamp, collect_properties, compile_path, properties_json
 from connector.personalize import api_model
 from connector.records import Event, InvalidEvent, NotAnUpsert, Request, SourceRecord
 
@@ -123,7 +123,7 @@ class EventMapper:
         body: dict[str, Any] = {
             "eventId": as_id(self._event_id(record), "eventId") or derived_event_id(source),
             "eventType": as_id(self._event_type(record), "eventType") or self._event_type_default,
-            "sentAt": _sent_at(self._sent_at(record)),
+            "sentAt": as_timestamp(self._sent_at(record), "sentAt"),
         }
         value = self._event_value(record)
         if value is not None:
@@ -225,30 +225,6 @@ def _event_value(value: Any) -> float:
 def _without_prefix(message: str) -> str:
     # check_event names fields "event.properties"; the dead letter should say "properties".
     return message.removeprefix("event.")
-
-
-def _sent_at(value: Any) -> dt.datetime:
-    """An aware UTC datetime with exactly millisecond precision (what PutEvents keeps).
-
-    An integer is epoch milliseconds, the Avro timestamp-millis convention (fastavro hands over a
-    datetime when the schema declares the logical type, a plain long when it does not). Seconds are
-    deliberately not guessed at: a long that is really seconds would land in January 1970.
-    """
-    if isinstance(value, dt.datetime):
-        when: dt.datetime = value
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        if when.microsecond % 1000:
-            when = when.replace(microsecond=when.microsecond - when.microsecond % 1000)
-        return when
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return EPOCH + dt.timedelta(milliseconds=value)  # integer arithmetic: no float rounding
-        except OverflowError:
-            raise InvalidEvent(f"sentAt: {value} ms is outside the representable dates") from None
-    if value is None:
-        raise InvalidEvent("sentAt: is required")
-    raise InvalidEvent(f"sentAt: expected epoch milliseconds or a timestamp, got {type(value).__name__}")
 
 
 def build(route: EventsRoute) -> EventMapper:

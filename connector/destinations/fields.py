@@ -116,3 +116,28 @@ def as_id(value: Any, name: str) -> str | None:
     if isinstance(value, dt.datetime):  # an Avro timestamp: its epoch milliseconds, as in properties
         return str(epoch_millis(value))
     raise InvalidEvent(f"{name}: expected a string, got {type(value).__name__}")
+
+
+def as_timestamp(value: Any, name: str) -> dt.datetime:
+    """An aware UTC datetime with exactly millisecond precision (what PutEvents keeps), for `sentAt`
+    and an action interaction's `timestamp`.
+
+    An integer is epoch milliseconds, the Avro timestamp-millis convention (fastavro hands over a
+    datetime when the schema declares the logical type, a plain long when it does not). Seconds are
+    deliberately not guessed at: a long that is really seconds would land in January 1970.
+    """
+    if isinstance(value, dt.datetime):
+        when: dt.datetime = value
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        if when.microsecond % 1000:
+            when = when.replace(microsecond=when.microsecond - when.microsecond % 1000)
+        return when
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return EPOCH + dt.timedelta(milliseconds=value)  # integer arithmetic: no float rounding
+        except OverflowError:
+            raise InvalidEvent(f"{name}: {value} ms is outside the representable dates") from None
+    if value is None:
+        raise InvalidEvent(f"{name}: is required")
+    raise InvalidEvent(f"{name}: expected epoch milliseconds or a timestamp, got {type(value).__name__}")

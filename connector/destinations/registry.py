@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from connector.destinations import events, items, users
+from connector.destinations import action_interactions, actions, events, items, users
 from connector.destinations.base import Destination
 
 RouteModel = TypeVar("RouteModel")  # the route configuration model the destination is built from
@@ -22,5 +22,7 @@ DESTINATIONS: dict[str, Registration[Any]] = {
     "events": Registration(events.build),
     "items": Registration(items.build, items.READER_SCHEMA),
     "users": Registration(users.build, users.READER_SCHEMA),
+    "actions": Registration(actions.build, actions.READER_SCHEMA),
+    "action_interactions": Registration(action_interactions.build, action_interactions.READER_SCHEMA),
 }
 

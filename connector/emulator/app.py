@@ -28,6 +28,8 @@ ROUTES = {
     "/events": ("PutEvents", "events"),
     "/items": ("PutItems", "items"),
     "/users": ("PutUsers", "users"),
+    "/actions": ("PutActions", "actions"),
+    "/action-interactions": ("PutActionInteractions", "action-interactions"),
 }
 SIGV4_PREFIX = "AWS4-HMAC-SHA256 Credential="
 MAX_MESSAGE_VIOLATIONS = 10  # keep error messages readable when a call is wildly wrong
@@ -149,9 +151,11 @@ class Emulator:
         raise ApiError(status, code, f"Injected server error ({status})", "server_error")
 
     def _check_exists(self, kind: str, key_name: str, key: str) -> None:
-        known = self.config.tracking_ids if kind == "events" else self.config.dataset_arns
+        # PutEvents and PutActionInteractions name a tracker; the others a dataset.
+        by_tracker = key_name == "trackingId"
+        known = self.config.tracking_ids if by_tracker else self.config.dataset_arns
         if known and key not in known:
-            what = "event tracker" if kind == "events" else "dataset"
+            what = "event tracker" if by_tracker else "dataset"
             raise ApiError(404, "ResourceNotFoundException", f"{key_name}: {what} {key!r} does not exist", "rejected")
 
     @staticmethod

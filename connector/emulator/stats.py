@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from connector.emulator.storage import KINDS
+
 # Outcome of one API call -> the top-level counter it increments (besides `calls`).
 _OUTCOME_TOTALS = {
     "accepted": "accepted_calls",
@@ -37,10 +39,10 @@ class Stats:
             self._errors[error] += 1
 
     def add_entries(self, kind: str, n: int) -> None:
-        self._totals[f"accepted_{kind}"] += n
+        self._totals[_accepted(kind)] += n
 
     def as_dict(self) -> dict[str, Any]:
-        totals = {name: 0 for name in ("calls", "accepted_events", "accepted_items", "accepted_users")}
+        totals = {"calls": 0, **{_accepted(kind): 0 for kind in KINDS}}
         totals.update({name: 0 for name in _OUTCOME_TOTALS.values()})
         totals.update(self._totals)
         return {
@@ -48,3 +50,8 @@ class Stats:
             "errors": dict(self._errors),
             "operations": {op: dict(counts) for op, counts in self._per_operation.items()},
         }
+
+
+def _accepted(kind: str) -> str:
+    """The counter of a kind's stored entries: accepted_events, ..., accepted_action_interactions."""
+    return "accepted_" + kind.replace("-", "_")

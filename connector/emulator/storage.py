@@ -23,6 +23,8 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "events": ("trackingId", "eventList", ("sessionId", "userId")),
     "items": ("datasetArn", "items", ()),
     "users": ("datasetArn", "users", ()),
+    "actions": ("datasetArn", "actions", ()),
+    "action-interactions": ("trackingId", "actionInteractions", ()),
 }
 
 

@@ -23,7 +23,8 @@ from botocore.model import ListShape, OperationModel, ServiceModel, Shape, Struc
 
 SERVICE = "personalize-events"
 
-# Documented by the service but absent from the model (PutEvents API reference, "Event" data type).
+# Documented by the service but absent from the model (PutEvents API reference, "Event" data type;
+# PutActionInteractions' "ActionInteraction" lists the same keys for its properties).
 RESERVED_PROPERTY_KEYS = frozenset(
     k.lower() for k in ("userId", "sessionId", "eventType", "timestamp", "recommendationId", "impression")
 )
@@ -200,13 +201,20 @@ def _event_service_rules(event: Mapping[str, Any], path: str) -> Iterator[Violat
         yield Violation(path, f"is {size} bytes; the maximum event size is {MAX_EVENT_BYTES}")
 
 
-# Which list member of each write operation carries its entries (events, items, users).
-_ENTRY_LISTS = {"PutEvents": "eventList", "PutItems": "items", "PutUsers": "users"}
+# Which list member of each write operation carries its entries (events, items, users, actions,
+# action interactions).
+_ENTRY_LISTS = {
+    "PutEvents": "eventList",
+    "PutItems": "items",
+    "PutUsers": "users",
+    "PutActions": "actions",
+    "PutActionInteractions": "actionInteractions",
+}
 
 
 def check_entry(operation_name: str, entry: Mapping[str, Any], path: str = "entry") -> list[Violation]:
-    """All rules for one entry of a write call (an Event, Item or User): model limits plus the
-    documented service rules."""
+    """All rules for one entry of a write call (an Event, Item, User, Action or ActionInteraction):
+    model limits plus the documented service rules."""
     shape = _member(_input_shape(operation_name), _ENTRY_LISTS[operation_name])
     assert isinstance(shape, ListShape)
     return [*_check_shape(shape.member, entry, path), *_service_rules(operation_name, entry, path)]
@@ -216,7 +224,10 @@ def _service_rules(operation_name: str, entry: Mapping[str, Any], path: str) -> 
     if operation_name == "PutEvents":
         yield from _event_service_rules(entry, path)
     elif isinstance(entry.get("properties"), str):
-        yield from check_properties_json(entry["properties"], _join(path, "properties"))
+        # An action interaction's properties may not use the reserved keys of an event's (the
+        # ActionInteraction data type lists the same six); items', users' and actions' have none.
+        reserved = RESERVED_PROPERTY_KEYS if operation_name == "PutActionInteractions" else frozenset()
+        yield from check_properties_json(entry["properties"], _join(path, "properties"), reserved)
 
 
 def check_event(event: Mapping[str, Any], path: str = "event") -> list[Violation]:

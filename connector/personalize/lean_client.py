@@ -1,8 +1,9 @@
-"""A lean HTTP client for Amazon Personalize Events: PutEvents, PutItems and PutUsers only.
+"""A lean HTTP client for Amazon Personalize Events' five write operations (PutEvents, PutItems,
+PutUsers, PutActions, PutActionInteractions).
 
 boto3's generic call pipeline (parameter handling, serialisation through the service model, event
 hooks, endpoint resolution, retry bookkeeping, signing, the urllib3 session wrapper) costs several
-hundred microseconds of CPU per call, most of the connector's CPU. These three operations are
+hundred microseconds of CPU per call, most of the connector's CPU. These operations are
 plain rest-json POSTs, so this client builds the same request botocore would, signs it with
 botocore's own `SigV4Auth`, and sends it on a shared `urllib3.PoolManager`:
 
@@ -56,7 +57,13 @@ from connector.personalize.api_response import check_success
 __all__ = ["LeanPersonalizeClient"]
 
 SERVICE_NAME = "personalize-events"
-_OPERATIONS = {"put_events": "PutEvents", "put_items": "PutItems", "put_users": "PutUsers"}
+_OPERATIONS = {
+    "put_events": "PutEvents",
+    "put_items": "PutItems",
+    "put_users": "PutUsers",
+    "put_actions": "PutActions",
+    "put_action_interactions": "PutActionInteractions",
+}
 
 Converter = Callable[[Any], Any]
 
@@ -195,7 +202,8 @@ def _user_agent(session: botocore.session.Session) -> str:
 
 
 class LeanPersonalizeClient:
-    """`put_events` / `put_items` / `put_users` with boto3's keyword parameters and exceptions."""
+    """`put_events`, `put_items`, `put_users`, `put_actions`, `put_action_interactions` with boto3's
+    keyword parameters and exceptions."""
 
     def __init__(
         self,
@@ -269,6 +277,12 @@ class LeanPersonalizeClient:
 
     def put_users(self, **params: Any) -> dict[str, Any]:
         return self._call("put_users", params)
+
+    def put_actions(self, **params: Any) -> dict[str, Any]:
+        return self._call("put_actions", params)
+
+    def put_action_interactions(self, **params: Any) -> dict[str, Any]:
+        return self._call("put_action_interactions", params)
 
     def close(self) -> None:
         self._manager.clear()

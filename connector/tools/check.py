@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal, TypeVar
 
-from connector.config import ConfigError, Settings, load_settings
+from connector.config import ConfigError, EventsRoute, Settings, load_settings
 from connector.kafka.base import ClusterAdmin
 from connector.logs import mask_url_credentials
 from connector.records import TopicPartition
@@ -292,7 +292,9 @@ def check_personalize(settings: Settings, timeout_s: float) -> list[CheckResult]
                            f"found via '{credentials.method}' (region {p.region})")]
 
     client = _personalize_client(settings, session, timeout_s)
-    trackers = sorted({str(t) for r in settings.effective_routes() if (t := getattr(r, "tracking_id", None))})
+    # PutEvents' trackers only: an action_interactions route's tracker is not one PutEvents knows.
+    trackers = sorted({str(r.tracking_id) for r in settings.effective_routes()
+                       if isinstance(r, EventsRoute) and r.tracking_id})
     if not trackers:
         results.append(CheckResult("personalize.put_events", "SKIP", "no interactions route (no tracking id)"))
     for tracking_id in trackers:

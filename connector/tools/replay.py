@@ -15,6 +15,11 @@ Event ids: a record without its own `eventId` gets one derived from its position
 it from the original position named by the `pkc.source.*` headers, not from the position in the
 dead-letter topic, so the same source record dead-lettered twice is still one event at Personalize.
 
+`--route NAME` replays through a route of `routes` (actions, action interactions, items, users,
+or another events route) instead of the interactions route of `kafka.topics`: the dead-letter
+topic becomes that route's only topic, with its destination, mapping and rate, and new failures go
+to its dead-letter topic. Without it, the replay is the interactions route's, as it always was.
+
 `inspect` and `replay --dry-run` read with an assigned (group-less) consumer and never commit.
 Every Kafka client here comes from connector.kafka.clients, so `kafka.client` and
 `kafka.msk_iam_region` apply as they do to `run`.
@@ -245,15 +250,16 @@ class DryRun:
         return self.would_succeed + sum(self.would_fail.values()) + sum(self.unknown.values())
 
 
-def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show: Any) -> DryRun:
+def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show: Any,
+            route: str | None = None) -> DryRun:
     """Decode and map what a replay would read now; `show(line)` gets one line per record."""
     from connector.app import build_routes
     from connector.decode import RegistryUnavailable
     from connector.observability import Metrics
 
     # The same decoder and destination the replay worker would use (no call is made with its client).
-    [route] = build_routes(replay_settings(settings, topic, group), Metrics())
-    decoder, destination = route.decoder, OriginalPositionDestination(route.destination)
+    [replayed] = build_routes(replay_settings(settings, topic, group, route), Metrics())
+    decoder, destination = replayed.decoder, OriginalPositionDestination(replayed.destination)
     result = DryRun()
     # The replay group's own committed offsets: the dry run previews exactly what `replay` would read.
     reader = _reader(settings, group)
@@ -314,23 +320,37 @@ class ReplayResult:
     stopped_because: str | None = None
 
 
-def replay_settings(settings: Settings, topic: str, group: str) -> Settings:
-    """The configuration of the replay worker: the DLQ as the interactions route's only topic, its own group.
+def replay_settings(settings: Settings, topic: str, group: str, route: str | None = None) -> Settings:
+    """The configuration of the replay worker: the DLQ as one route's only topic, its own group.
 
-    Items/users routes are left out (their dead letters are not replayed by this command), and the
-    stall guards (a run of dead letters, a share of them) are off: a DLQ is nothing but failures.
+    Without `route`, that is the interactions route of kafka.topics; with it, the named route of
+    `routes`. Every other route is left out, and the stall guards (a run of dead letters, a share
+    of them) are off: a DLQ is nothing but failures.
     """
-    if settings.personalize.tracking_id is None:
-        raise UsageError("dlq replay sends interaction events: personalize.tracking_id is required")
-    kafka = settings.kafka.model_copy(update={"topics": [topic], "group_id": group, "auto_offset_reset": "earliest"})
+    kafka_update: dict[str, Any] = {"group_id": group, "auto_offset_reset": "earliest"}
+    routes: list[Any] = []
+    if route is None:
+        if settings.personalize.tracking_id is None:
+            raise UsageError("dlq replay sends interaction events: personalize.tracking_id is required "
+                             "(or name a route with --route)")
+        kafka_update["topics"] = [topic]
+        failures = settings.dlq.topic or topic
+    else:
+        chosen = next((r for r in settings.routes if r.name == route), None)
+        if chosen is None:
+            names = ", ".join(r.name for r in settings.routes) or "none"
+            raise UsageError(f"--route {route!r}: no such route in the configuration's routes (they are: {names})")
+        kafka_update["topics"] = []
+        failures = chosen.dlq_topic or settings.dlq.topic or topic
+        routes = [chosen.model_copy(update={"topics": [topic], "dlq_topic": failures})]
+    kafka = settings.kafka.model_copy(update=kafka_update)
     # Failures go back to the configured DLQ; with none configured, to the topic being replayed.
-    dlq = settings.dlq.model_copy(update={"topic": settings.dlq.topic or topic, "max_consecutive_failures": 0,
-                                       "max_failure_ratio": 0})
+    dlq = settings.dlq.model_copy(update={"topic": failures, "max_consecutive_failures": 0, "max_failure_ratio": 0})
     observability = settings.observability.model_copy(update={"metrics_port": 0})
-    return settings.model_copy(update={"kafka": kafka, "dlq": dlq, "observability": observability, "routes": []})
+    return settings.model_copy(update={"kafka": kafka, "dlq": dlq, "observability": observability, "routes": routes})
 
 
-def replay(settings: Settings, topic: str, limit: int | None) -> ReplayResult:
+def replay(settings: Settings, topic: str, limit: int | None, route: str | None = None) -> ReplayResult:
     from connector.app import build_worker
 
     group = settings.kafka.group_id + REPLAY_GROUP_SUFFIX
@@ -343,7 +363,7 @@ def replay(settings: Settings, topic: str, limit: int | None) -> ReplayResult:
     if not spans:
         return ReplayResult(topic, group, 0, {}, 0, {})
     # Event ids from the original positions (see the module docstring); stop at the ends planned now.
-    worker = build_worker(replay_settings(settings, topic, group), replaying=True,
+    worker = build_worker(replay_settings(settings, topic, group, route), replaying=True,
                           stop_at={tp: s.stop for tp, s in spans.items()}, wrap_destination=OriginalPositionDestination)
 
     stopped_because: list[str] = []
@@ -397,7 +417,8 @@ def replay_table(result: ReplayResult) -> Any:
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("dead letters replayed", f"{s.get('records_consumed', 0):,} of {result.planned:,} planned")
-    table.add_row("delivered now", f"{s.get('events_delivered', 0):,}")
+    # Every route's entries (for an events route, its events: the same count as pkc_events_delivered).
+    table.add_row("delivered now", f"{sum(s.get('delivered_by_route', {}).values()):,}")
     table.add_row("PutEvents calls", f"{s.get('calls', 0):,}")
     table.add_row("failed again (dead-lettered again)", f"{s.get('dead_letters', 0):,}")
     for reason, n in s.get("dead_letters_by_reason", {}).items():
@@ -412,7 +433,8 @@ def replay_table(result: ReplayResult) -> Any:
 
 def _load(args: argparse.Namespace) -> tuple[Settings, str]:
     settings = load_settings(args.config)
-    topic: str | None = args.from_topic or settings.dlq.topic
+    route = next((r for r in settings.routes if r.name == getattr(args, "route", None)), None)
+    topic: str | None = args.from_topic or (route.dlq_topic if route else None) or settings.dlq.topic
     if not topic:
         raise UsageError("no dead-letter topic: set dlq.topic in the configuration or pass --from-topic")
     if args.limit is not None and args.limit < 1:
@@ -472,12 +494,13 @@ def replay_from_cli(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"dry run: decoding and mapping the dead letters of {topic} a replay would read now "
                   f"(group {group}); nothing is sent and nothing committed")
-            dry = dry_run(settings, topic, group, args.limit, print)
+            dry = dry_run(settings, topic, group, args.limit, print, args.route)
             console.print(dry_run_table(topic, dry))
             return 0
+        failures = replay_settings(settings, topic, group, args.route).dlq.topic
         print(f"replaying the dead letters of {topic} with consumer group {group}; "
-              f"records that fail again go to {settings.dlq.topic or topic}")
-        result = replay(settings, topic, args.limit)
+              f"records that fail again go to {failures}")
+        result = replay(settings, topic, args.limit, args.route)
     except UsageError as exc:
         print(f"personalize-connector dlq replay: {exc}")
         return 2

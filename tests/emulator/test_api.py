@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.emulator import EmulatorProcess, send_signed
+from fixtures.emulator import EmulatorProcess, run_aws_cli, send_signed
 
 DATASET = "arn:aws:personalize:us-east-1:123456789012:dataset/shop/ITEMS"
 
@@ -83,25 +80,9 @@ def test_put_items_and_users_round_trip(fresh_emulator: EmulatorProcess, persona
 # -- the real AWS CLI -------------------------------------------------------------------------------
 
 
-def _aws(emulator: EmulatorProcess, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    empty = tmp_path / "empty-aws-config"
-    empty.write_text("")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_CONFIG_FILE": str(empty),
-        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    aws = Path(sys.executable).with_name("aws")
-    cmd = [str(aws), "personalize-events", *args, "--endpoint-url", emulator.url, "--region", "us-east-1"]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-
-
 def test_cli_shorthand(fresh_emulator: EmulatorProcess, tmp_path: Path) -> None:
     tid = _tid()
-    result = _aws(
+    result = run_aws_cli(
         fresh_emulator,
         "put-events",
         "--tracking-id",
@@ -127,7 +108,7 @@ def test_cli_shorthand(fresh_emulator: EmulatorProcess, tmp_path: Path) -> None:
 def test_cli_json_event_list(fresh_emulator: EmulatorProcess, tmp_path: Path) -> None:
     tid = _tid()
     events = [{"eventType": "click", "sentAt": 1700000000, "properties": json.dumps({"rating": "5"})}]
-    result = _aws(
+    result = run_aws_cli(
         fresh_emulator,
         "put-events",
         "--tracking-id",
@@ -150,7 +131,7 @@ def test_cli_input_json(fresh_emulator: EmulatorProcess, tmp_path: Path) -> None
         "userId": "u2",
         "eventList": [{"eventType": "buy", "sentAt": 1700000002, "impression": ["a", "b"]}],
     }
-    result = _aws(fresh_emulator, "put-events", "--cli-input-json", json.dumps(request), tmp_path=tmp_path)
+    result = run_aws_cli(fresh_emulator, "put-events", "--cli-input-json", json.dumps(request), tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     stored = [_strip(r) for r in fresh_emulator.events(tid)]
     assert stored == [{"trackingId": tid, "sessionId": "s2", "userId": "u2", **request["eventList"][0]}]
@@ -166,7 +147,7 @@ def test_cli_input_json(fresh_emulator: EmulatorProcess, tmp_path: Path) -> None
 )
 def test_cli_invalid_call_fails(fresh_emulator: EmulatorProcess, tmp_path: Path, event_list: str) -> None:
     tid = _tid()
-    result = _aws(
+    result = run_aws_cli(
         fresh_emulator,
         "put-events",
         "--tracking-id",
@@ -184,7 +165,7 @@ def test_cli_invalid_call_fails(fresh_emulator: EmulatorProcess, tmp_path: Path,
 
 
 def test_cli_put_items(fresh_emulator: EmulatorProcess, tmp_path: Path) -> None:
-    result = _aws(
+    result = run_aws_cli(
         fresh_emulator,
         "put-items",
         "--dataset-arn",

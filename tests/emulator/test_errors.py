@@ -225,6 +225,8 @@ def test_stats_counts(fresh_emulator: EmulatorProcess, personalize_client: Any) 
         "accepted_events": 3,
         "accepted_items": 2,
         "accepted_users": 1,
+        "accepted_actions": 0,
+        "accepted_action_interactions": 0,
         "rejected_calls": 2,
         "throttled_calls": 1,
         "server_errors": 0,

@@ -145,13 +145,22 @@ def test_config_has_exactly_the_connectors_sections() -> None:
 
 
 def test_routes_have_exactly_the_connectors_route_keys() -> None:
-    from connector.config import EntityMappingConfig, EntityRoute, EventsRoute, MappingConfig
+    from connector.config import (
+        ActionInteractionMappingConfig,
+        ActionInteractionsRoute,
+        EntityMappingConfig,
+        EntityRoute,
+        EventsRoute,
+        MappingConfig,
+    )
 
     route = CONFIG_SCHEMA["properties"]["routes"]["items"]
-    assert set(route["properties"]) == set(EventsRoute.model_fields) | set(EntityRoute.model_fields)
-    assert route["properties"]["destination"]["enum"] == ["events", "items", "users"]
+    assert set(route["properties"]) == (
+        set(EventsRoute.model_fields) | set(EntityRoute.model_fields) | set(ActionInteractionsRoute.model_fields))
+    assert route["properties"]["destination"]["enum"] == ["events", "items", "users", "actions", "action_interactions"]
     mapping = set(route["properties"]["mapping"]["properties"])
-    assert mapping == set(MappingConfig.model_fields) | set(EntityMappingConfig.model_fields)
+    assert mapping == (set(MappingConfig.model_fields) | set(EntityMappingConfig.model_fields)
+                       | set(ActionInteractionMappingConfig.model_fields))
 
 
 @pytest.mark.parametrize("section", sorted(SECTIONS))

@@ -67,6 +67,26 @@ def test_records_stored_as_via_boto3(aws_env: None, emulator: EmulatorProcess, t
     assert stored["lean"] == stored["boto3"]
 
 
+def test_actions_and_action_interactions_stored_as_via_boto3(
+    aws_env: None, emulator: EmulatorProcess, tracking_id: str
+) -> None:
+    interactions = [
+        {"actionId": "a-1", "sessionId": "s-1", "timestamp": SENT, "eventType": "Taken", "userId": "u-1",
+         "eventId": "e-1", "recommendationId": "r-1", "impression": ["a-1", "a-2"], "properties": '{"n": "1"}'},
+        {"actionId": "a-2", "sessionId": "s-1", "timestamp": SENT.replace(microsecond=0), "eventType": "Viewed"},
+    ]
+    stored = {}
+    for name, client in _clients(emulator.url).items():
+        arn = f"arn:aws:personalize:us-east-1:1:dataset/{tracking_id}-{name}/ACTIONS"
+        client.put_actions(datasetArn=arn, actions=[{"actionId": "a-1", "properties": '{"value": "100"}'}])
+        client.put_action_interactions(trackingId=f"{tracking_id}-{name}", actionInteractions=interactions)
+        stored[name] = (_strip(emulator.actions(arn), "receivedAt", "datasetArn"),
+                        _strip(emulator.action_interactions(f"{tracking_id}-{name}"), "receivedAt", "trackingId"))
+    assert len(stored["boto3"][0]) == 1 and len(stored["boto3"][1]) == 2
+    assert stored["boto3"][1][0]["timestamp"] == SENT.timestamp()  # epoch seconds, as botocore writes them
+    assert stored["lean"] == stored["boto3"]
+
+
 def _failures(clients: dict[str, Any], call: Callable[[Any], None]) -> dict[str, tuple[Failure, str]]:
     seen: dict[str, tuple[Failure, str]] = {}
     for name, client in clients.items():

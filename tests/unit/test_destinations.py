@@ -13,7 +13,17 @@ from typing import Any, get_args
 
 import pytest
 
-from connector.config import EntityMappingConfig, EntityRoute, EventsRoute, MappingConfig, RouteConfig
+from connector.config import (
+    ActionInteractionsRoute,
+    AnyRoute,
+    EntityMappingConfig,
+    EntityRoute,
+    EventsRoute,
+    MappingConfig,
+    RouteConfig,
+)
+from connector.destinations.action_interactions import TrackerSessionKey
+from connector.destinations.actions import ACTIONS
 from connector.destinations.base import Destination
 from connector.destinations.entities import EntityKey, EntityMapper
 from connector.destinations.events import EventMapper, SessionKey
@@ -37,14 +47,16 @@ def configured_destinations() -> set[str]:
     return {name for model in get_args(union) for name in get_args(model.model_fields["destination"].annotation)}
 
 
-def route_config(destination: str) -> EventsRoute | EntityRoute:
+def route_config(destination: str) -> AnyRoute:
     if destination == "events":
         return EventsRoute(name="r", topics=["t"], destination="events", tracking_id="tracker")
+    if destination == "action_interactions":
+        return ActionInteractionsRoute(name="r", topics=["t"], destination="action_interactions", tracking_id="t")
     return EntityRoute(name="r", topics=["t"], destination=destination, dataset_arn=ARN)  # type: ignore[arg-type]
 
 
 def test_the_registry_covers_every_destination_the_configuration_accepts() -> None:
-    assert configured_destinations() == {"events", "items", "users"}
+    assert configured_destinations() == {"events", "items", "users", "actions", "action_interactions"}
     assert set(DESTINATIONS) == configured_destinations()
 
 
@@ -77,6 +89,18 @@ def test_put_items_and_put_users_carry_the_dataset_and_the_entries() -> None:
         "PutUsers", {"datasetArn": ARN, "users": users})
 
 
+def test_put_actions_carries_the_dataset_and_the_actions() -> None:
+    actions = [{"actionId": "a-1"}, {"actionId": "a-2", "properties": '{"value":"100"}'}]
+    assert EntityKey("offers", ACTIONS, ARN, 1).request(actions) == Request(
+        "PutActions", {"datasetArn": ARN, "actions": actions})
+
+
+def test_put_action_interactions_carries_the_tracker_and_the_interactions_not_the_session() -> None:
+    interactions = [{"actionId": "a-1", "sessionId": "s-1", "timestamp": SENT, "eventType": "Viewed"}]
+    assert TrackerSessionKey("offers", "action-tracker", "s-1").request(interactions) == Request(
+        "PutActionInteractions", {"trackingId": "action-tracker", "actionInteractions": interactions})
+
+
 class RecordingClient:
     """Answers every write call with success and remembers it as (method, parameters)."""
 
@@ -91,8 +115,12 @@ class RecordingClient:
     (SessionKey("tracker", "s", "u"), "put_events"),
     (EntityKey("catalogue", ITEMS, ARN, 0), "put_items"),
     (EntityKey("profiles", USERS, ARN, 0), "put_users"),
-], ids=["events", "items", "users"])
-def test_the_sink_sends_the_call_its_batch_key_forms(key: SessionKey | EntityKey, method: str) -> None:
+    (EntityKey("offers", ACTIONS, ARN, 0), "put_actions"),
+    (TrackerSessionKey("offers", "action-tracker", "s"), "put_action_interactions"),
+], ids=["events", "items", "users", "actions", "action_interactions"])
+def test_the_sink_sends_the_call_its_batch_key_forms(
+    key: SessionKey | EntityKey | TrackerSessionKey, method: str
+) -> None:
     client = RecordingClient()
     sink = PutEventsSink(client, AdaptiveRateLimiter(1000), stop=threading.Event())
     bodies = [{"n": 1}, {"n": 2}]
@@ -129,6 +157,27 @@ def test_items_dead_letter_tombstones_and_delete_markers_unless_the_route_skips_
         assert caught.value.message == (
             "itemId 'i-1' is marked deleted; PutItems cannot delete (remove it from the dataset with a full import)")
     assert entity_route(skips_deletes=True).to_entry(record) is None
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (None, "a tombstone (null value) at actions[0]@7 has no PutActions meaning: PutActions cannot delete"),
+    (b"deleted",
+     "actionId 'a-1' is marked deleted; PutActions cannot delete (remove it from the dataset with a full import)"),
+], ids=["tombstone", "delete-marker"])
+def test_actions_cannot_delete_either(value: bytes | None, message: str) -> None:
+    class Action:
+        def decode(self, value: bytes | None) -> dict[str, Any]:
+            return {"actionId": "a-1", "properties": {"value": 100}, "deleted": value == b"deleted"}
+
+    mapper = EntityMapper(ACTIONS, EntityMappingConfig(), ARN, "offers")
+    sink = PutEventsSink(RecordingClient(), AdaptiveRateLimiter(1))
+    route = Route("offers", ["actions"], Action(), mapper, sink, None)
+    with pytest.raises(NotAnUpsert) as caught:
+        route.to_entry(SourceRecord("actions", 0, 7, b"k", value))
+    assert caught.value.message == message
+    entry = route.to_entry(SourceRecord("actions", 0, 8, b"k", b"v"))
+    assert entry is not None and entry.key == EntityKey("offers", ACTIONS, ARN, 0)
+    assert entry.body == {"actionId": "a-1", "properties": '{"value":100}'}
 
 
 def test_an_item_entry_is_batched_by_route_dataset_and_source_partition() -> None:

@@ -123,6 +123,21 @@ def test_put_items_and_put_users_requests_equal_botocore() -> None:
     _compare("put_users", {"datasetArn": arn, "users": [{"userId": "u-1", "properties": '{"b": "x"}'}]})
 
 
+def test_put_actions_and_put_action_interactions_requests_equal_botocore() -> None:
+    arn = "arn:aws:personalize:eu-west-1:123456789012:dataset/g/ACTIONS"
+    _compare("put_actions", {"datasetArn": arn, "actions": [{"actionId": "a-1", "properties": '{"value": "100"}'},
+                                                            {"actionId": "a2"}]})
+    interactions = [
+        {"actionId": "a-1", "sessionId": "s-1", "timestamp": SENT, "eventType": "Viewed", "userId": "ü-ser",
+         "eventId": "e-1", "recommendationId": "r-1", "impression": ["a-1", "a-2"], "properties": '{"n": "12"}'},
+        {"actionId": "a-2", "sessionId": "s-1", "eventType": "Taken",
+         "timestamp": datetime.datetime(2024, 1, 2, 4, 4, 5, 3691, tzinfo=PLUS_ONE)},
+        {"actionId": "a-3", "sessionId": "s-1", "eventType": "Not Taken",
+         "timestamp": datetime.datetime(2024, 1, 2, 3, 4, 5, 1)},  # naive: botocore assumes UTC
+    ]
+    _compare("put_action_interactions", {"trackingId": "t-1", "actionInteractions": interactions})
+
+
 def test_without_session_token_no_token_header(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_SESSION_TOKEN")
     _compare("put_events", PUT_EVENTS_CASES["without-user"])

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connector.config import ENTITY_REQUESTS_PER_SECOND, ConfigError, EntityRoute, EventsRoute, load_settings
+from connector.config import (
+    ENTITY_REQUESTS_PER_SECOND,
+    ActionInteractionsRoute,
+    ConfigError,
+    EntityRoute,
+    EventsRoute,
+    load_settings,
+)
 
 ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/shop/ITEMS"
 
@@ -46,6 +53,41 @@ def test_routes_alone_need_no_tracking_id(tmp_path: Path) -> None:
                                 "routes": [{"name": "u", "destination": "users", "topics": ["u"],
                                             "dataset_arn": ARN.replace("ITEMS", "USERS")}]})
     assert [r.name for r in settings.effective_routes()] == ["u"]  # type: ignore[attr-defined]
+
+
+def test_actions_and_action_interactions_routes_get_their_defaults(tmp_path: Path) -> None:
+    settings = _load(tmp_path, {
+        "kafka": {"bootstrap_servers": "b"}, "personalize": {"tracking_id": "events-tracker"},
+        "routes": [{"name": "offers", "destination": "actions", "topics": ["actions"],
+                    "dataset_arn": ARN.replace("ITEMS", "ACTIONS"), "on_delete": "skip"},
+                   {"name": "offer-clicks", "destination": "action_interactions", "topics": ["ai"],
+                    "tracking_id": "action-tracker", "mapping": {"action_id": "offer.id", "event_type": None,
+                                                                 "event_type_default": "Viewed"}}],
+    })
+    actions, interactions = settings.effective_routes()  # type: ignore[attr-defined]
+    assert isinstance(actions, EntityRoute) and actions.on_delete == "skip"
+    assert actions.max_requests_per_second == ENTITY_REQUESTS_PER_SECOND
+    assert isinstance(interactions, ActionInteractionsRoute) and interactions.tracking_id == "action-tracker"
+    assert interactions.max_requests_per_second == 1000.0  # personalize.max_requests_per_second, like events
+    assert interactions.mapping.action_id == "offer.id" and interactions.mapping.event_type_default == "Viewed"
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"routes": [{"name": "ai", "destination": "action_interactions", "topics": ["ai"]}]},
+     "routes.0.action_interactions.tracking_id: Field required"),
+    ({"routes": [{"name": "ai", "destination": "action_interactions", "topics": ["ai"], "tracking_id": "t",
+                  "mapping": {"event_type": None}}]},
+     "routes.0.action_interactions.mapping.event_type_default: is required when mapping.event_type is null"),
+    ({"routes": [{"name": "ai", "destination": "action_interactions", "topics": ["ai"], "tracking_id": "t",
+                  "mapping": {"item_id": "x"}}]},
+     "routes.0.action_interactions.mapping.item_id: unknown key"),
+    ({"routes": [{"name": "a", "destination": "actions", "topics": ["a2"]}]},
+     "routes.0.actions.dataset_arn: Field required"),
+    ({"routes": [{"name": "i", "destination": "sofa", "topics": ["i"]}]}, "'actions', 'action_interactions'"),
+])
+def test_new_route_errors_name_the_key(tmp_path: Path, data: dict, expected: str) -> None:
+    base = {"kafka": {"bootstrap_servers": "b", "topics": ["a"]}, "personalize": {"tracking_id": "t"}}
+    assert expected in _error(tmp_path, {**base, **data})
 
 
 @pytest.mark.parametrize(("data", "expected"), [
