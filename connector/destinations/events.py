@@ -168,6 +168,8 @@ class EventMapper:
         for name, value in body.items():
             size += len(name) + 6
             if isinstance(value, str):
+                if name not in limits.strings:  # a string where the model wants another type
+                    return False
                 lo, hi = limits.strings[name]
                 # ASCII text grows at most 6x when JSON-escaped (\u00XX); other text needs the exact check.
                 if not lo <= len(value) <= hi or not value.isascii():

@@ -187,6 +187,12 @@ def test_a_trailing_newline_does_not_pass_an_anchored_pattern() -> None:
     assert "eventAttributionSource" in invalid(canonical(eventAttributionSource="0\n"))
 
 
+def test_a_string_where_the_model_wants_a_list_is_an_invalid_event_not_a_key_error() -> None:
+    # Found by the adversarial suite (own-reader schemas): the fast path looked up string limits
+    # for `impression`, which has none, and a KeyError escaped the mapper instead of a dead letter.
+    assert "impression: expected a list, got str" in invalid(canonical(impression="item-1"))
+
+
 @given(st.text(max_size=300), st.text(max_size=50))
 def test_fast_path_agrees_with_the_model_validator(text: str, key: str) -> None:
     """Whatever the mapper accepts, api_model.check_event accepts too."""
