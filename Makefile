@@ -30,10 +30,15 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-# One pytest run over everything; the stack fixture starts Kafka + Apicurio once (or reuses a
-# running one via KAFKA_BOOTSTRAP / SCHEMA_REGISTRY_URL) and stops what it started.
+# One pytest run over everything, on PYTEST_WORKERS pytest-xdist workers (0: in this process): most
+# of the suite's time is waiting (brokers, idle workers, emulator latency), not CPU. One work unit
+# per test file, or per xdist_group (tests/fixtures/parallel.py), in collection order: the long
+# fault and integration files first, the many short unit files fill the end. The stack fixture
+# starts Kafka + Apicurio once for all workers (or reuses a running one, or the one given by
+# KAFKA_BOOTSTRAP / SCHEMA_REGISTRY_URL) and the last worker using it stops what was started.
+PYTEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 demo: $(STAMP)
 	scripts/demo

@@ -1,8 +1,9 @@
 """Figures of the adversarial runs: what was tried and what became of it, by outcome class.
 
-Each property test records one line per run here; `conftest.py` prints them in pytest's terminal
-summary (and every test also prints its line, visible with `-s`), so a CI log shows how much hostile
-input was actually tried, not only that nothing failed.
+Each property test records one line per run here; `fixtures/parallel.py` prints them in pytest's
+terminal summary, gathering them from every pytest-xdist worker (and every test also prints its
+line, visible with `-s`), so a CI log shows how much hostile input was actually tried, not only that
+nothing failed.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ and every test gets it with the broker running, whatever the test before it left
 FAULTS_REGISTRY_PORT). All below Linux's ephemeral range (32768-60999): a port in it (the stack
 also takes KAFKA_PORT + 2 and + 3) can be held at that moment by any client connection of the
 suite, and the broker then fails to bind (seen once: 59094 in use).
+
+Under pytest-xdist (`make test`) every test using `own_stack` is put in one `xdist_group`: they run
+in one worker, one after another, in collection order, so two tests never stop the broker under
+each other, the fixed ports are bound once, and `own_stack` still sees its last user.
 """
 
 from __future__ import annotations
@@ -18,6 +22,17 @@ from collections.abc import Iterator
 import fixtures.pipeline
 import pytest
 from fixtures.faults import DedicatedStack
+
+BREAKABLE_STACK_GROUP = "breakable-stack"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if "own_stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(BREAKABLE_STACK_GROUP))
 
 
 @pytest.fixture(autouse=True, params=["confluent", "kafka-python"])

@@ -108,11 +108,32 @@ def test_a_recursive_value_nested_deep_is_dead_lettered_and_the_worker_survives(
     assert committed == ends == {0: len(records)}
 
 
-def _next_schema_id(registry_client: Any, subject: str) -> int:
-    """The id Apicurio gives the next new content: ids are sequential, so one more than a probe's.
-    Other tests may register in between; the caller checks and retries."""
-    probe = {"type": "record", "name": "Probe", "doc": str(uuid.uuid4()), "fields": []}
-    return register(registry_client, subject, probe) + 1
+# Ids other tests may take while our worker starts (the other pytest-xdist worker registers new
+# schemas all the time): the records name an id this far ahead, and fillers use up the ids before it
+# just before our schema is registered, so only a registration in that last round trip collides.
+ID_LEAD = 100
+
+
+def _register_probe(registry_client: Any, subject: str) -> int:
+    """Register new content and return its id. A new name, not a new doc: within one subject the
+    registry matches by canonical form, which drops docs, and would hand back the previous id."""
+    return register(registry_client, subject, {"type": "record", "name": f"Probe_{uuid.uuid4().hex}", "fields": []})
+
+
+def _future_schema_id(registry_client: Any, subject: str) -> int:
+    """An id Apicurio hands out soon: ids are sequential per new content, so a probe's + ID_LEAD."""
+    return _register_probe(registry_client, subject) + ID_LEAD
+
+
+def _register_as(registry_client: Any, filler_subject: str, subject: str, schema: dict[str, Any], wanted: int) -> int:
+    """Register fillers until the last id handed out is `wanted - 1`, then `schema`; its id, which is
+    not `wanted` if another test took that id first. The caller checks and retries."""
+    last = _register_probe(registry_client, filler_subject)
+    for _ in range(ID_LEAD):  # a bound, not a wait: ids advance by at least one per filler
+        if last >= wanted - 1:
+            break
+        last = _register_probe(registry_client, filler_subject)
+    return register(registry_client, subject, schema)
 
 
 def test_records_whose_schema_is_registered_during_the_wait_are_all_delivered(
@@ -126,7 +147,7 @@ def test_records_whose_schema_is_registered_during_the_wait_are_all_delivered(
     for attempt in range(3):  # another test registering between our probe and our schema: try again
         topic, dlq = new_topic(partitions=1), new_topic(partitions=1, suffix="dlq")
         schema = _unique(CANONICAL)
-        expected_id = _next_schema_id(registry_client, f"{topic}-probe-value")
+        expected_id = _future_schema_id(registry_client, f"{topic}-probe-value")
         produce_raw(stack.bootstrap, topic,
                     [(b"s-1", confluent_frame(expected_id, schema, _event(f"e-{i}"))) for i in range(n)],
                     partition_for=lambda _i: 0)
@@ -136,7 +157,7 @@ def test_records_whose_schema_is_registered_during_the_wait_are_all_delivered(
         started = time.monotonic()
         worker = workers(write_config(tmp_path, config, f"config-{attempt}.yaml"), f"wait-{attempt}")
         assert worker.wait_for(rf"schema id {expected_id} is not registered yet", timeout=120), worker.tail()
-        registered = register(registry_client, f"{topic}-value", schema)
+        registered = _register_as(registry_client, f"{topic}-probe-value", f"{topic}-value", schema, expected_id)
         if registered != expected_id:
             worker.terminate()
             worker.wait(60)
