@@ -8,6 +8,7 @@ test_broker_restart.py: the broker it stops is not the shared one.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections import Counter
@@ -54,6 +55,7 @@ def test_a_broker_outage_logs_a_few_lines_per_window_and_counts_the_rest(
     assert worker.wait_for(ASSIGNED, timeout=90), worker.tail()
     wait_until(lambda: committed_and_end_offsets(bootstrap, group_id, topic)[0] == {0: 100}, "first commit")
     before = len(worker.log().splitlines())
+    outage_began = time.monotonic()
     own_stack.kafka_stop()
     time.sleep(DOWN_S)
     own_stack.kafka_start()
@@ -62,6 +64,9 @@ def test_a_broker_outage_logs_a_few_lines_per_window_and_counts_the_rest(
                timeout_s=120)
     worker.terminate()
     assert worker.wait(timeout=60) == 0, worker.tail()
+    # The coalescing windows the outage and the reconnect spanned: on a busy machine (the suite runs
+    # on two workers) the broker's restart and the commit after it take longer, so there are more.
+    windows = math.ceil((time.monotonic() - outage_began) / 10.0) + 1
 
     outage = worker.log().splitlines()[before:]
     shown: Counter[tuple[str, str]] = Counter()
@@ -75,7 +80,7 @@ def test_a_broker_outage_logs_a_few_lines_per_window_and_counts_the_rest(
             shown[(m["logger"], re.sub(r"\d+", "#", m["message"]))] += 1
     print(f"{kafka_client}: broker down {DOWN_S:.0f}s: {len(outage)} log lines, {counted} more counted; "
           f"most repeated: {shown.most_common(1)}")
-    # A few of each per 10 s window (5, in at most 3 windows over the outage and the reconnect).
-    assert max(shown.values()) <= 15, shown.most_common(3)
+    # A few of each per 10 s window (at most 5 per window over the outage and the reconnect).
+    assert max(shown.values()) <= 5 * windows, (windows, shown.most_common(3))
     assert counted > 0
-    assert len(outage) <= 100, "\n".join(outage[:60])
+    assert len(outage) <= max(100, 35 * windows), "\n".join(outage[:60])
