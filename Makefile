@@ -36,9 +36,14 @@ unit: $(STAMP)
 # fault and integration files first, the many short unit files fill the end. The stack fixture
 # starts Kafka + Apicurio once for all workers (or reuses a running one, or the one given by
 # KAFKA_BOOTSTRAP / SCHEMA_REGISTRY_URL) and the last worker using it stops what was started.
+# The log-flood test measures what librdkafka logs during a broker outage: with a second worker's
+# load beside it the flood changes shape (two fresh-clone runs failed it, once with more lines per
+# window, once with none to coalesce), so it runs alone after the rest.
 PYTEST_WORKERS ?= 2
+SERIAL_TESTS = tests/faults/test_log_floods.py
 test: lint
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --ignore=$(SERIAL_TESTS)
+	$(BIN)/pytest -q $(SERIAL_TESTS)
 
 demo: $(STAMP)
 	scripts/demo
