@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.destinations.events import derived_event_id
+from connector.emulator.storage import KINDS as EMULATOR_KINDS
 from connector.records import RecordError, SourceRecord
 from connector.tools.samples import KINDS, SampleKind
 
@@ -36,19 +37,23 @@ class Stream:
         return self.kind.operation
 
     @property
-    def by_tracker(self) -> bool:
-        return self.kind.destination in ("events", "action_interactions")
+    def emulator_kind(self) -> str:
+        return self.kind.destination.replace("_", "-")  # action_interactions: /action-interactions
+
+    @property
+    def target_name(self) -> str:
+        """The request member naming the target: trackingId or datasetArn."""
+        return EMULATOR_KINDS[self.emulator_kind][0]
 
     def route(self) -> dict[str, Any]:
         """Its entry in the configuration's `routes` (not for interactions: they are kafka.topics)."""
         route: dict[str, Any] = {"name": self.kind.name, "destination": self.kind.destination, "topics": [self.topic]}
-        route["tracking_id" if self.by_tracker else "dataset_arn"] = self.target
+        route["tracking_id" if self.target_name == "trackingId" else "dataset_arn"] = self.target
         return route
 
     def inspect_path(self) -> str:
         """The emulator's endpoint listing what this stream's operation stored, one JSON line each."""
-        kind = self.kind.destination.replace("_", "-")
-        return f"/_emulator/{kind}?{'trackingId' if self.by_tracker else 'datasetArn'}={self.target}"
+        return f"/_emulator/{self.emulator_kind}?{self.target_name}={self.target}"
 
     def delivered_id(self, decoded: Mapping[str, Any], record: SourceRecord) -> str:
         """The id this record must have at Personalize: its own, or (events) the one derived from its position."""

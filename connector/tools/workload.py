@@ -71,7 +71,8 @@ _ATTRIBUTION_SOURCES: Final = ("email-campaign", "homepage-carousel", "push-noti
 class SampleRecord:
     """One record to produce.
 
-    `key` is the Kafka key: the session id, so a session stays in one partition and in order.
+    `key` is the Kafka key: the session id, so a session stays in one partition and in order (the
+    items, users and actions of connector.tools.samples: their id, with an empty `session_id`).
     Exactly one of `value` (an event dict to Avro-encode) and `raw` (pre-framed bytes sent as-is)
     is set. `bad_kind` labels deliberately broken records (one of BAD_KINDS) and is None for good
     ones; a `truncated` record carries a good `value` that the producer cuts short after framing,
