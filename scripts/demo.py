@@ -92,6 +92,7 @@ class Demo:
     elapsed_s: float = 0.0
     drained_s: float = 0.0  # from the run start until every record was handled
     last_metrics: dict[str, float] = field(default_factory=dict)
+    tls_ports: dict[str, int] = field(init=False)  # local-stack's variable -> port
     streams: list[Stream] = field(init=False)
     dlq_topic: str = field(init=False)
     group: str = field(init=False)

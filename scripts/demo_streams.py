@@ -64,7 +64,7 @@ class Stream:
 
 
 def demo_streams(events: int, run_id: str, tracking_id: str, action_tracking_id: str) -> list[Stream]:
-    """The interactions (`events` of them) and the four other kinds, sized from them."""
+    """The interactions first (`events` of them), then the four other kinds, sized from them."""
     dataset = f"arn:aws:personalize:us-east-1:123456789012:dataset/demo-{run_id}"
     targets = {"interactions": tracking_id, "items": f"{dataset}/ITEMS", "users": f"{dataset}/USERS",
                "actions": f"{dataset}/ACTIONS", "action-interactions": action_tracking_id}
