@@ -50,6 +50,9 @@ def _dlq_inspect(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Pure Python (no Kafka client, no Avro library at import): --help stays fast.
+    from connector.tools.samples import KINDS as SAMPLE_KINDS
+
     parser = argparse.ArgumentParser(
         prog="personalize-connector",
         description="Stream Avro interaction events from Kafka into Amazon Personalize PutEvents.",
@@ -88,13 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emu.set_defaults(handler=_emulator)
 
-    produce = sub.add_parser("produce", help="produce realistic sample interaction events")
+    produce = sub.add_parser("produce", help="produce realistic sample interaction events (or items, users ...)")
     produce.add_argument("--config", required=True, metavar="FILE")
-    produce.add_argument("--events", type=int, required=True, metavar="N")
+    produce.add_argument("--events", type=int, required=True, metavar="N", help="how many records")
+    produce.add_argument(
+        "--kind", choices=SAMPLE_KINDS, default="interactions",
+        help="what to produce, with its packaged schema (default interactions)",
+    )
     produce.add_argument("--sessions", type=int, metavar="S")
     produce.add_argument("--bad-ratio", type=float, default=0.0, metavar="R")
     produce.add_argument("--seed", type=int, default=7)
-    produce.add_argument("--topic", help="default: the first topic of the config")
+    produce.add_argument("--topic", help="default: the first topic routed to the kind's destination")
     produce.set_defaults(handler=_produce)
 
     check = sub.add_parser(

@@ -3,12 +3,15 @@
 Phases, each explained on screen as it runs:
   1. start a local Kafka broker + schema registry (scripts/local-stack, on the demo's own ports)
      and the Personalize emulator (a stand-in for AWS, on a free port);
-  2. create an input topic (3 partitions) and a dead-letter topic, write a connector config;
+  2. create one topic per Personalize operation (interactions, items, users, actions, action
+     interactions; 3 partitions each) and a dead-letter topic, write a connector config with a
+     route per topic (scripts/demo_streams.py);
   3. `personalize-connector check` that config;
-  4. produce sample interaction events, ~1% of them deliberately broken;
+  4. produce sample records of each kind, ~1% of them deliberately broken;
   5. run the connector until it has been idle for 5 s, with live progress;
-  6. summarise, and verify that every produced record was either delivered (its eventId reached
-     the emulator) or dead-lettered (its position is named in a dead letter's headers);
+  6. summarise per operation, and verify that every produced record was either delivered (its id
+     reached the emulator under its operation) or dead-lettered (its position is named in a dead
+     letter's headers);
   7. stop everything (also on failure or Ctrl-C).
 
 Exit code 0 only when the verification holds.
@@ -17,6 +20,7 @@ Exit code 0 only when the verification holds.
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import json
 import os
 import re
@@ -37,6 +41,9 @@ from types import FrameType
 from typing import Any
 
 import yaml
+
+# scripts/ is on sys.path: the demo runs as a script.
+from demo_streams import Stream, StreamCheck, check_stream, demo_streams
 from rich.console import Console
 from rich.table import Table
 
@@ -70,6 +77,8 @@ class Demo:
     registry_port: int = field(default_factory=lambda: env_int("DEMO_REGISTRY_PORT", 18081))
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     tracking_id: str = field(default_factory=lambda: f"demo-tracker-{uuid.uuid4().hex[:8]}")
+    # PutActionInteractions goes to an action interaction event tracker, not PutEvents' tracker.
+    action_tracking_id: str = field(default_factory=lambda: f"demo-action-tracker-{uuid.uuid4().hex[:8]}")
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pkc-demo-")))
     stack_was_running: bool = False
     stack_started: bool = False
@@ -83,15 +92,20 @@ class Demo:
     elapsed_s: float = 0.0
     drained_s: float = 0.0  # from the run start until every record was handled
     last_metrics: dict[str, float] = field(default_factory=dict)
-    topic: str = field(init=False)
+    tls_ports: dict[str, int] = field(init=False)  # local-stack's variable -> port
+    streams: list[Stream] = field(init=False)
     dlq_topic: str = field(init=False)
     group: str = field(init=False)
     config_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.controller_port = env_int("DEMO_KAFKA_CONTROLLER_PORT", self.kafka_port + 1)
-        self.topic = f"demo-interactions-{self.run_id}"
-        self.dlq_topic = f"{self.topic}.dlq"
+        # The stack's TLS listeners, which scripts/local-stack puts next to the two ports above.
+        self.tls_ports = {"KAFKA_SASL_SSL_PORT": env_int("DEMO_KAFKA_SASL_SSL_PORT", self.kafka_port + 2),
+                          "KAFKA_SSL_PORT": env_int("DEMO_KAFKA_SSL_PORT", self.kafka_port + 3),
+                          "REGISTRY_TLS_PORT": env_int("DEMO_REGISTRY_TLS_PORT", self.registry_port + 1)}
+        self.streams = demo_streams(self.events, self.run_id, self.tracking_id, self.action_tracking_id)
+        self.dlq_topic = f"demo-dead-letters-{self.run_id}"
         self.group = f"demo-connector-{self.run_id}"
         self.config_path = self.workdir / "connector.yaml"
 
@@ -99,7 +113,8 @@ class Demo:
 
     def stack_env(self) -> dict[str, str]:
         env = {**os.environ, "KAFKA_PORT": str(self.kafka_port), "REGISTRY_PORT": str(self.registry_port),
-               "KAFKA_CONTROLLER_PORT": str(self.controller_port)}
+               "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+               **{name: str(port) for name, port in self.tls_ports.items()}}
         if os.environ.get("DEMO_STACK_DIR"):
             env["LOCAL_STACK_DIR"] = os.environ["DEMO_STACK_DIR"]
         else:
@@ -134,10 +149,12 @@ class Demo:
 
         explain(
             "Amazon Personalize is replaced by the emulator that ships with the connector: it serves the",
-            "PutEvents API exactly as boto3 calls it, enforces the service's limits, and records what it accepts.",
+            "five Personalize Events APIs exactly as boto3 calls them, enforces the service's limits, and records",
+            "what it accepts.",
         )
         self.emulator = subprocess.Popen(
-            [str(CLI), "emulator", "--port", "0", "--tracking-id", self.tracking_id],
+            [str(CLI), "emulator", "--port", "0", "--tracking-id", self.tracking_id,
+             "--tracking-id", self.action_tracking_id],
             stdout=subprocess.PIPE, stderr=(self.workdir / "emulator.log").open("wb"), stdin=subprocess.DEVNULL,
         )
         line = read_line(self.emulator, 30)
@@ -145,7 +162,8 @@ class Demo:
         if match is None:
             raise DemoFailed(f"the emulator did not start: {line!r} (log {self.workdir / 'emulator.log'})")
         self.emulator_url = match.group(1)
-        done(f"Personalize emulator at {self.emulator_url}, event tracker {self.tracking_id}")
+        done(f"Personalize emulator at {self.emulator_url}, event trackers {self.tracking_id} (PutEvents) and "
+             f"{self.action_tracking_id} (PutActionInteractions)")
 
     def create_topics(self) -> None:
         from confluent_kafka.admin import AdminClient
@@ -153,19 +171,22 @@ class Demo:
 
         phase("2/6", "Creating topics and the connector configuration")
         explain(
-            f"Input topic {self.topic} has 3 partitions (records are keyed by session, so a session stays in order).",
+            "One topic per Personalize operation, 3 partitions each: records are keyed by session (interactions)",
+            "or by id (items, users, actions), so a session's events and an entity's updates stay in order. One",
+            "worker reads all five: kafka.topics go to PutEvents, `routes` send each other topic to its operation.",
             f"Records the connector cannot deliver go to the dead-letter topic {self.dlq_topic},",
             "with headers saying why and where they came from; they never block the good ones.",
         )
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        futures = admin.create_topics([NewTopic(self.topic, num_partitions=3, replication_factor=1),
-                                       NewTopic(self.dlq_topic, num_partitions=1, replication_factor=1)],
+        topics = [NewTopic(stream.topic, num_partitions=3, replication_factor=1) for stream in self.streams]
+        futures = admin.create_topics([*topics, NewTopic(self.dlq_topic, num_partitions=1, replication_factor=1)],
                                       operation_timeout=30)
         for future in futures.values():
             future.result(timeout=60)
         self.metrics_port = free_port()
+        interactions, *others = self.streams
         config = {
-            "kafka": {"bootstrap_servers": self.bootstrap, "group_id": self.group, "topics": [self.topic]},
+            "kafka": {"bootstrap_servers": self.bootstrap, "group_id": self.group, "topics": [interactions.topic]},
             "schema_registry": {"url": self.registry_url},
             # The workload's "unknown schema id" records use an id nobody registers: dead-letter them
             # at once rather than after the default minute of waiting for the registry to learn it.
@@ -174,6 +195,8 @@ class Demo:
                             "endpoint_url": self.emulator_url},
             "dlq": {"topic": self.dlq_topic},
             "observability": {"metrics_port": self.metrics_port, "log_format": "text"},
+            # Each with its packaged schema and mapping, the dead-letter topic above and its default rate.
+            "routes": [stream.route() for stream in others],
         }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         done(f"config written to {self.config_path}:")
@@ -194,28 +217,38 @@ class Demo:
             raise DemoFailed(f"personalize-connector check failed (exit {result.returncode})")
 
     def produce(self) -> None:
-        from connector.tools.produce import produce, summary_table
-        from connector.tools.workload import generate
+        from connector.tools.produce import produce
 
-        phase("4/6", f"Producing {self.events:,} sample interaction events")
+        phase("4/6", f"Producing {sum(s.count for s in self.streams):,} sample records of five kinds")
         explain(
-            "Realistic shop traffic: sessions of views, clicks, add-to-carts and purchases, Avro-encoded with the",
-            f"schema registered in the registry. About {self.bad_ratio:.0%} are deliberately broken (not Avro, unknown "
-            "schema id,",
-            "truncated, no session id, reserved property, too many impressions ...) to show dead-lettering.",
+            "Realistic shop traffic: sessions of views, clicks, add-to-carts and purchases, the catalogue and the",
+            "profiles they refer to, a few actions (sign-up, app install ...) and interactions with them, each",
+            "Avro-encoded with its packaged schema (avro_schemas/) registered in the registry.",
+            f"About {self.bad_ratio:.0%} are deliberately broken (not Avro, truncated, no session id, reserved",
+            "property, an id too long, a delete marker ...) to show dead-lettering.",
         )
-        records = generate(self.events, None, 7, self.bad_ratio)
-        summary = produce(records, self.bootstrap, self.registry_url, self.topic, total=self.events)
-        self.produced_count = summary.produced
-        console.print(summary_table(summary))
+        table = Table(title="sample records produced", title_justify="left")
+        table.add_column("operation", no_wrap=True)
+        table.add_column("topic", no_wrap=True)
+        table.add_column("records", justify="right")
+        table.add_column("broken on purpose")
+        for stream in self.streams:
+            records = stream.kind.generate(stream.count, None, 7, self.bad_ratio)
+            summary = produce(records, self.bootstrap, self.registry_url, stream.topic, total=stream.count,
+                              schema=stream.kind.schema)
+            self.produced_count += summary.produced
+            broken = ", ".join(f"{kind} {n}" for kind, n in summary.bad.items()) or "-"
+            table.add_row(stream.operation, stream.topic, f"{summary.produced:,}", broken)
+        console.print(table)
 
     def run_connector(self) -> None:
         phase("5/6", "Running the connector: personalize-connector run --exit-when-idle 5")
         explain(
-            "The connector joins the consumer group, decodes each record, maps it to a PutEvents event, batches",
-            "events by session (up to 10 per call), sends them, and commits offsets only after delivery or",
+            "The connector joins the consumer group with all five topics, decodes each record, maps it to its",
+            "operation's entry, batches entries (by session for PutEvents and PutActionInteractions, by dataset and",
+            "partition for the others; up to 10 per call), sends them, and commits offsets only after delivery or",
             "dead-lettering. It stops after 5 s with nothing to do. Progress below comes from the emulator",
-            f"(events accepted) and the connector's own Prometheus metrics (http://127.0.0.1:{self.metrics_port}"
+            f"(entries accepted) and the connector's own Prometheus metrics (http://127.0.0.1:{self.metrics_port}"
             "/metrics).",
         )
         log_path = self.workdir / "connector.log"
@@ -269,9 +302,9 @@ class Demo:
         metrics = scrape(f"http://127.0.0.1:{self.metrics_port}/metrics") or self.last_metrics
         self.last_metrics = metrics  # the endpoint goes away when the connector exits
         stats = emulator_json(self.emulator_url, "/_emulator/stats")
-        accepted = int(stats.get("accepted_events", 0)) if stats else 0
+        accepted = sum(int(v) for k, v in (stats or {}).items() if k.startswith("accepted_") and k != "accepted_calls")
         consumed = int(metrics.get("pkc_records_consumed_total", 0))
-        delivered = int(metrics.get("pkc_events_delivered_total", 0))
+        delivered = int(metrics.get("pkc_entries_delivered_total", 0))  # every route's, PutEvents' included
         dead = int(metrics.get("pkc_dead_letters_total", 0))
         return delivered + dead, f"consumed {consumed:,}, at Personalize {accepted:,}, dead letters {dead:,}"
 
@@ -281,87 +314,106 @@ class Demo:
         from connector.app import registry_client
         from connector.config import load_settings
         from connector.decode import build_decoder
-        from connector.destinations.events import derived_event_id
         from connector.dlq import parse_error_headers
-        from connector.records import RecordError, SourceRecord
 
         phase("6/6", "Summary and verification")
         explain(
-            "Every produced record must have either reached Personalize (its eventId is at the emulator: the",
-            "record's own eventId, or the id derived from topic/partition/offset) or been dead-lettered (its",
-            "topic/partition/offset is named in a dead letter's pkc.source.* headers). Nothing may be missing.",
+            "Every produced record must have either reached Personalize under its operation (an item's itemId, a",
+            "user's userId, an action's actionId; an event's or action interaction's own eventId, or the id derived",
+            "from topic/partition/offset) or been dead-lettered (its topic/partition/offset is named in a dead",
+            "letter's pkc.source.* headers). Nothing may be missing.",
         )
-        received = list(emulator_lines(self.emulator_url, f"/_emulator/events?trackingId={self.tracking_id}"))
-        ids = Counter(str(e["eventId"]) for e in received)
-        stats = emulator_json(self.emulator_url, "/_emulator/stats") or {}
-        calls = int(stats.get("accepted_calls", 0))
-
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"demo-verify-{uuid.uuid4().hex}",
                              "enable.auto.commit": False, "auto.offset.reset": "earliest"})
         try:
             letters = list(read_all(consumer, self.dlq_topic))
-            produced = list(read_all(consumer, self.topic))
+            produced = {stream.topic: list(read_all(consumer, stream.topic)) for stream in self.streams}
         finally:
             consumer.close()
-        reasons: Counter[str] = Counter()
+        reasons: Counter[tuple[str, str]] = Counter()  # (source topic, stage/class)
         dead_positions: set[tuple[str, int, int]] = set()
         for record in letters:
             headers = parse_error_headers(list(record.headers))
-            reasons[f"{headers.get('pkc.error.stage')}/{headers.get('pkc.error.class')}"] += 1
-            dead_positions.add((headers.get("pkc.source.topic", ""), int(headers.get("pkc.source.partition", -1)),
+            topic = headers.get("pkc.source.topic", "")
+            reasons[(topic, f"{headers.get('pkc.error.stage')}/{headers.get('pkc.error.class')}")] += 1
+            dead_positions.add((topic, int(headers.get("pkc.source.partition", -1)),
                                 int(headers.get("pkc.source.offset", -1))))
 
         settings = load_settings(self.config_path)
-        decoder = build_decoder(settings, registry_client(settings))
-        missing: list[str] = []
-        delivered = dead_lettered = 0
-        for record in produced:
-            if (record.topic, record.partition, record.offset) in dead_positions:
-                dead_lettered += 1
-                continue
-            try:
-                own_id = decoder.decode(record.value or b"").get("eventId")
-            except RecordError as exc:
-                missing.append(f"{record.position()} (undecodable: {exc.message}) is not in the dead-letter topic")
-                continue
-            event_id = own_id or derived_event_id(SourceRecord(record.topic, record.partition, record.offset,
-                                                               None, None))
-            if event_id in ids:
-                delivered += 1
-            else:
-                missing.append(f"{record.position()} (eventId {event_id}) reached neither Personalize nor the DLQ")
+        registry = registry_client(settings)
+        checks = []
+        for stream in self.streams:
+            # Read as the connector reads the stream's route: with its destination's packaged schema.
+            reader = Path(str(importlib.resources.files("avro_schemas") / stream.kind.schema))
+            decode = settings.decode.model_copy(update={"reader_schema": reader})
+            decoder = build_decoder(settings.model_copy(update={"decode": decode}), registry)
+            stored = (str(entry.get(stream.kind.id_field))
+                      for entry in emulator_lines(self.emulator_url, stream.inspect_path()))
+            checks.append(check_stream(stream, produced[stream.topic], stored, dead_positions, decoder.decode))
+        operations = (emulator_json(self.emulator_url, "/_emulator/stats") or {}).get("operations", {})
+        self.print_summary(checks, reasons, operations)
 
-        table = Table(title="demo summary", title_justify="left")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        table.add_row("records produced", f"{len(produced):,}")
-        table.add_row("delivered (distinct eventIds at Personalize)", f"{len(ids):,}")
-        duplicates = sum(n - 1 for n in ids.values())
-        table.add_row("duplicates at Personalize", f"{duplicates:,}")
-        table.add_row("PutEvents calls", f"{calls:,}")
-        table.add_row("events per call", f"{len(received) / calls:.2f}" if calls else "-")
-        table.add_row("dead letters", f"{len(letters):,}")
-        for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
-            table.add_row(f"  {reason}", f"{n:,}")
-        table.add_row("connector run time (incl. start-up and the 5 s idle wait)", f"{self.elapsed_s:.1f} s")
-        if self.drained_s:
-            table.add_row("time until every record was handled", f"{self.drained_s:.1f} s")
-            table.add_row("throughput", f"{len(produced) / self.drained_s:,.0f} records/s")
-        table.add_row("verified: delivered + dead-lettered", f"{delivered:,} + {dead_lettered:,} = "
-                                                              f"{delivered + dead_lettered:,}")
-        console.print(table)
+        missing = [line for check in checks for line in check.missing]
+        for check in checks:
+            mark = "[red]✗[/]" if check.missing else "[green]✓[/]"
+            console.print(f"  {mark} {check.stream.operation}: {check.produced:,} produced = {check.delivered:,} "
+                          f"delivered + {check.dead_lettered:,} dead-lettered"
+                          + (f", [red]{len(check.missing):,} missing[/]" if check.missing else ""))
         if missing:
             console.print(f"[bold red]verification FAILED: {len(missing)} record(s) are missing[/]")
             for line in missing[:20]:
                 print(f"  missing: {line}")
             return 1
-        console.print(f"[bold green]verified:[/] all {len(produced):,} records were delivered ({delivered:,}) or "
-                      f"dead-lettered ({dead_lettered:,}); nothing lost.")
+        total = sum(check.produced for check in checks)
+        delivered = sum(check.delivered for check in checks)
+        console.print(f"[bold green]verified:[/] all {total:,} records were delivered ({delivered:,}) or "
+                      f"dead-lettered ({total - delivered:,}); nothing lost.")
         explain(
             "Next: `personalize-connector dlq inspect --config FILE` lists dead letters by reason, and",
-            "`personalize-connector dlq replay --config FILE` sends them again after a fix (docs/operations.md).",
+            "`personalize-connector dlq replay --config FILE [--route NAME]` sends them again after a fix",
+            "(docs/operations.md).",
         )
         return 0
+
+    def print_summary(self, checks: list[StreamCheck], reasons: Counter[tuple[str, str]],
+                      operations: dict[str, dict[str, int]]) -> None:
+        """One row per operation, the dead letters by reason, then the run's timings."""
+        table = Table(title="demo summary", title_justify="left", caption_justify="left",
+                      caption="delivered (distinct ids at Personalize): what the emulator stored under the stream's "
+                              "tracker or dataset; calls: accepted calls; duplicates: ids stored twice")
+        table.add_column("operation", no_wrap=True)
+        for column in ("records produced", "delivered", "dead letters", "calls", "entries per call", "duplicates"):
+            table.add_column(column, justify="right")
+        for check in checks:
+            counts = operations.get(check.stream.operation, {})
+            calls, entries = counts.get("accepted", 0), counts.get("accepted_entries", 0)
+            table.add_row(check.stream.operation, f"{check.produced:,}", f"{check.at_personalize:,}",
+                          f"{check.dead_lettered:,}", f"{calls:,}", f"{entries / calls:.2f}" if calls else "-",
+                          f"{check.duplicates:,}")
+        table.add_row("all five", *(f"{sum(values):,}" for values in (
+            [c.produced for c in checks], [c.at_personalize for c in checks], [c.dead_lettered for c in checks],
+            [operations.get(c.stream.operation, {}).get("accepted", 0) for c in checks])), "",
+            f"{sum(c.duplicates for c in checks):,}", style="bold")
+        console.print(table)
+
+        operation_of = {stream.topic: stream.operation for stream in self.streams}
+        order = {stream.topic: i for i, stream in enumerate(self.streams)}
+        letters = Table(title="dead letters by reason (pkc.error.* headers)", title_justify="left")
+        for column in ("operation", "stage/error class", "records"):
+            letters.add_column(column, justify="right" if column == "records" else "left")
+        for (topic, reason), n in sorted(reasons.items(), key=lambda kv: (order.get(kv[0][0], -1), -kv[1], kv[0][1])):
+            letters.add_row(operation_of.get(topic, topic), reason, f"{n:,}")
+        console.print(letters)
+
+        total = sum(check.produced for check in checks)
+        timings = Table(title="run", title_justify="left", show_header=False)
+        timings.add_column("metric")
+        timings.add_column("value", justify="right")
+        timings.add_row("connector run time (incl. start-up and the 5 s idle wait)", f"{self.elapsed_s:.1f} s")
+        if self.drained_s:
+            timings.add_row("time until every record was handled", f"{self.drained_s:.1f} s")
+            timings.add_row("throughput", f"{total / self.drained_s:,.0f} records/s")
+        console.print(timings)
 
     def stop(self) -> None:
         phase("end", "Stopping everything")
@@ -514,7 +566,8 @@ def main() -> int:
     console.rule("[bold]personalize-connector demo")
     explain(
         "Kafka -> personalize-connector -> Amazon Personalize (emulated), all on this machine, then all stopped.",
-        f"{demo.events:,} events, ~{demo.bad_ratio:.0%} deliberately broken. Working files: {demo.workdir}",
+        f"All five operations: {demo.events:,} interaction events plus items, users, actions and action",
+        f"interactions, ~{demo.bad_ratio:.0%} deliberately broken. Working files: {demo.workdir}",
     )
     code = 1
     try:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -234,28 +234,27 @@ class ObservabilityConfig(_Section):
     log_coalesce_window_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
 
-class MappingConfig(_Section):
-    """Where each PutEvents field comes from in the decoded record (dotted paths into nested records).
+class _InteractionMappingConfig(_Section):
+    """The fields PutEvents and PutActionInteractions share: an interaction in a session.
 
-    The defaults are the canonical schema's names. `null` means the record has no such field.
+    `null` means the record has no such field. A subclass names its `operation`, for the error.
     """
 
-    event_id: FieldPath | None = "eventId"
-    tracking_id: FieldPath | None = "trackingId"
+    operation: ClassVar[str]
+
+    event_id: FieldPath | None = "eventId"  # none in the record: derived from its topic/partition/offset
+    tracking_id: FieldPath | None = "trackingId"  # none in the record: the route's tracking_id
     session_id: FieldPath = "sessionId"
     user_id: FieldPath | None = "userId"
     event_type: FieldPath | None = "eventType"
-    event_value: FieldPath | None = "eventValue"
-    item_id: FieldPath | None = "itemId"
-    sent_at: FieldPath = "sentAt"
     recommendation_id: FieldPath | None = "recommendationId"
     impression: FieldPath | None = "impression"
-    event_attribution_source: FieldPath | None = "eventAttributionSource"
     # A map field whose entries become `properties`, and single fields added to it under their
     # last path component; both may be used together.
     properties: FieldPath | None = "properties"
     property_fields: list[FieldPath] = Field(default_factory=list)
-    # Used when the record has no event type (or event_type is null).
+    # Used when the record has no event type (or event_type is null). Declared after event_type,
+    # so the validator below sees it in `info.data`.
     event_type_default: Annotated[
         str | None, Field(min_length=1, max_length=256, validate_default=True)
     ] = None
@@ -264,8 +263,22 @@ class MappingConfig(_Section):
     @classmethod
     def _event_type_has_a_source(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None and "event_type" in info.data and info.data["event_type"] is None:
-            raise ValueError("is required when mapping.event_type is null (PutEvents requires eventType)")
+            raise ValueError(f"is required when mapping.event_type is null ({cls.operation} requires eventType)")
         return value
+
+
+class MappingConfig(_InteractionMappingConfig):
+    """Where each PutEvents field comes from in the decoded record (dotted paths into nested records).
+
+    The defaults are the canonical schema's names.
+    """
+
+    operation = "PutEvents"
+
+    event_value: FieldPath | None = "eventValue"
+    item_id: FieldPath | None = "itemId"
+    sent_at: FieldPath = "sentAt"
+    event_attribution_source: FieldPath | None = "eventAttributionSource"
 
 
 class EntityMappingConfig(_Section):
@@ -279,34 +292,17 @@ class EntityMappingConfig(_Section):
     deleted: FieldPath | None = "deleted"
 
 
-class ActionInteractionMappingConfig(_Section):
+class ActionInteractionMappingConfig(_InteractionMappingConfig):
     """Where each PutActionInteractions field comes from in the decoded record (like MappingConfig).
 
-    The defaults are the names of the packaged action_interaction.avsc. `null`: no such field.
+    The defaults are the names of the packaged action_interaction.avsc; event_type_default is
+    Viewed, Taken or Not Taken.
     """
 
-    event_id: FieldPath | None = "eventId"  # none in the record: derived from its topic/partition/offset
-    tracking_id: FieldPath | None = "trackingId"  # none in the record: the route's tracking_id
-    action_id: FieldPath = "actionId"
-    session_id: FieldPath = "sessionId"
-    user_id: FieldPath | None = "userId"
-    event_type: FieldPath | None = "eventType"
-    timestamp: FieldPath = "timestamp"
-    recommendation_id: FieldPath | None = "recommendationId"
-    impression: FieldPath | None = "impression"
-    properties: FieldPath | None = "properties"
-    property_fields: list[FieldPath] = Field(default_factory=list)
-    # Used when the record has no event type (or event_type is null): Viewed, Taken or Not Taken.
-    event_type_default: Annotated[
-        str | None, Field(min_length=1, max_length=256, validate_default=True)
-    ] = None
+    operation = "PutActionInteractions"
 
-    @field_validator("event_type_default")
-    @classmethod
-    def _event_type_has_a_source(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None and "event_type" in info.data and info.data["event_type"] is None:
-            raise ValueError("is required when mapping.event_type is null (PutActionInteractions requires eventType)")
-        return value
+    action_id: FieldPath = "actionId"
+    timestamp: FieldPath = "timestamp"
 
 
 # The service's default quota for PutItems and PutUsers calls, per dataset (Amazon Personalize

@@ -1,10 +1,13 @@
-"""Produce sample interaction traffic (from `connector.tools.workload`) to Kafka in Confluent Avro wire format.
+"""Produce sample traffic to Kafka in Confluent Avro wire format: interactions (from
+`connector.tools.workload`) or, with `--kind`, items, users, actions or action interactions (from
+`connector.tools.samples`).
 
-Good records are encoded with the canonical InteractionEvent schema, registered once under the
-`<topic>-value` subject. We frame them ourselves (magic byte 0 + 4-byte schema id + fastavro
-schemaless body) instead of calling confluent-kafka's AvroSerializer per record: the bytes are
-identical (the unit tests check that) and it is ~25% faster, and it sidesteps the serializer's
-default "associated" subject-name lookup, an extra registry round trip that older registries 404.
+Good records are encoded with the kind's packaged schema (by default the canonical InteractionEvent
+schema), registered once under the `<topic>-value` subject. We frame them ourselves (magic byte 0 +
+4-byte schema id + fastavro schemaless body) instead of calling confluent-kafka's AvroSerializer
+per record: the bytes are identical (the unit tests check that) and it is ~25% faster, and it
+sidesteps the serializer's default "associated" subject-name lookup, an extra registry round trip
+that older registries 404.
 Bad records go out exactly as the generator labelled them, so the connector's dead-letter path
 can be exercised and counted.
 """
@@ -22,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from connector.tools.workload import (
     MAGIC_BYTE,
+    SCHEMA_FILE,
     SampleRecord,
     canonical_schema_str,
-    generate,
     parsed_schema,
     truncate_frame,
 )
@@ -76,21 +79,24 @@ class ProduceSummary:
         return self.produced / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def register_schema(registry_url: str, subject: str, registry_config: Mapping[str, Any] | None = None) -> int:
-    """Register the canonical schema under `subject` (idempotent) and return its schema id."""
+def register_schema(
+    registry_url: str, subject: str, registry_config: Mapping[str, Any] | None = None, schema: str = SCHEMA_FILE
+) -> int:
+    """Register the packaged `schema` (default: the canonical one) under `subject` (idempotent); its id."""
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
     # new_client() also understands "mock://" URLs, which the unit tests use.
     client = SchemaRegistryClient.new_client({**(registry_config or {}), "url": registry_url})
-    return int(client.register_schema(subject, Schema(canonical_schema_str(), "AVRO")))
+    return int(client.register_schema(subject, Schema(canonical_schema_str(schema), "AVRO")))
 
 
-def make_encoder(schema_id: int) -> Callable[[SampleRecord], bytes]:
-    """Turn a SampleRecord into the exact bytes to produce (Confluent wire format for values)."""
+def make_encoder(schema_id: int, schema: str = SCHEMA_FILE) -> Callable[[SampleRecord], bytes]:
+    """Turn a SampleRecord into the exact bytes to produce (Confluent wire format for values), its
+    value written with the packaged `schema` (default: the canonical one)."""
     import fastavro
 
     header = MAGIC_BYTE + struct.pack(">I", schema_id)
-    schema = parsed_schema()
+    parsed = parsed_schema(schema)
     write = fastavro.schemaless_writer
 
     def encode(record: SampleRecord) -> bytes:
@@ -98,7 +104,7 @@ def make_encoder(schema_id: int) -> Callable[[SampleRecord], bytes]:
             return record.raw
         buf = io.BytesIO()
         buf.write(header)
-        write(buf, schema, record.value)
+        write(buf, parsed, record.value)
         framed = buf.getvalue()
         return truncate_frame(framed) if record.bad_kind == "truncated" else framed
 
@@ -116,19 +122,21 @@ def produce(
     progress: bool = True,
     total: int | None = None,
     clients: KafkaClients | None = None,
+    schema: str = SCHEMA_FILE,
 ) -> ProduceSummary:
     """Produce `records` to `topic`, wait for every delivery, and raise ProduceError on any failure.
 
     `extra_config` is passed through to librdkafka (security settings, ...) over our defaults.
     `clients` (the connector's factory, which `produce` on the command line uses): the producer is
     built by it, from `kafka.config` and `kafka.msk_iam_region`, instead of `bootstrap` and `extra_config`.
+    `schema`: the packaged schema the records' values are written with (see connector.tools.samples).
     The progress bar shows only when `progress` is true and stderr is a terminal (or rich is forced
     with FORCE_TERMINAL=1); `total` sizes it (default: len(records) when records is Sized).
     """
     from confluent_kafka import KafkaError, Producer
 
-    schema_id = register_schema(registry_url, f"{topic}-value", registry_config)
-    encode = make_encoder(schema_id)
+    schema_id = register_schema(registry_url, f"{topic}-value", registry_config, schema)
+    encode = make_encoder(schema_id, schema)
 
     errors: list[str] = []
     n_failed = 0
@@ -178,7 +186,8 @@ def produce(
             n += 1
             if record.bad_kind is not None:
                 bad[record.bad_kind] += 1
-            sessions.add(record.session_id)
+            if record.session_id:  # items, users and actions have none
+                sessions.add(record.session_id)
             if n % POLL_EVERY == 0:
                 producer.poll(0)
                 if fatal:
@@ -248,7 +257,8 @@ def summary_table(summary: ProduceSummary) -> Any:
     table.add_row("bad records", f"{summary.bad_total:,}")
     for kind, count in summary.bad.items():
         table.add_row(f"  {kind}", f"{count:,}")
-    table.add_row("sessions", f"{summary.sessions:,}")
+    if summary.sessions:
+        table.add_row("sessions", f"{summary.sessions:,}")
     table.add_row("elapsed", f"{summary.elapsed_s:.2f} s")
     table.add_row("events/s", f"{summary.events_per_s:,.0f}")
     return table
@@ -261,6 +271,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
     from connector.config import ConfigError, load_settings
     from connector.kafka.auth import KafkaAuthError
     from connector.kafka.clients import KafkaClients
+    from connector.tools.samples import KINDS
 
     err = Console(stderr=True)
     try:
@@ -268,7 +279,13 @@ def run_from_cli(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)
         return 2
-    topic: str = args.topic or settings.kafka.topics[0]
+    kind = KINDS[args.kind]
+    # Default: the first topic routed to the kind's destination (for interactions, kafka.topics[0]).
+    routed = [t for route in settings.effective_routes() if route.destination == kind.destination for t in route.topics]
+    topic: str | None = args.topic or next(iter(routed), None)
+    if topic is None:
+        err.print(f"[red]no route of the config sends to {kind.destination}; pass --topic NAME[/red]")
+        return 2
     if topic.startswith("^"):
         err.print(f"[red]the config's first topic {topic!r} is a regex; pass --topic NAME[/red]")
         return 2
@@ -276,7 +293,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
     if not registry_url:
         err.print("[red]schema_registry.url is required to produce Avro records[/red]")
         return 2
-    records = generate(args.events, args.sessions, args.seed, args.bad_ratio)
+    records = kind.generate(args.events, args.sessions, args.seed, args.bad_ratio)
     try:
         summary = produce(
             records,
@@ -286,6 +303,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
             registry_config=registry_client_config(settings),
             total=args.events,
             clients=KafkaClients.from_settings(settings),
+            schema=kind.schema,
         )
     except (ProduceError, KafkaAuthError) as exc:
         err.print(f"[red]produce failed: {exc}[/red]", highlight=False)

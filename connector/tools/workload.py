@@ -40,7 +40,7 @@ ANONYMOUS_SHARE: Final = 0.15
 EVENT_ID_SHARE: Final = 0.5  # the connector derives ids for the others
 MEAN_GAP_MS: Final = 40.0  # mean time between two consecutive events of the whole stream
 
-SCHEMA_FILE: Final = "interaction_event.avsc"
+SCHEMA_FILE: Final = avro_schemas.INTERACTION_EVENT
 
 # Confluent wire format: magic byte 0, then the 4-byte big-endian schema id, then the Avro body.
 MAGIC_BYTE: Final = b"\x00"
@@ -71,7 +71,8 @@ _ATTRIBUTION_SOURCES: Final = ("email-campaign", "homepage-carousel", "push-noti
 class SampleRecord:
     """One record to produce.
 
-    `key` is the Kafka key: the session id, so a session stays in one partition and in order.
+    `key` is the Kafka key: the session id, so a session stays in one partition and in order (the
+    items, users and actions of connector.tools.samples: their id, with an empty `session_id`).
     Exactly one of `value` (an event dict to Avro-encode) and `raw` (pre-framed bytes sent as-is)
     is set. `bad_kind` labels deliberately broken records (one of BAD_KINDS) and is None for good
     ones; a `truncated` record carries a good `value` that the producer cuts short after framing,
@@ -87,16 +88,16 @@ class SampleRecord:
 
 
 @cache
-def canonical_schema_str() -> str:
-    """The canonical InteractionEvent schema, as shipped in the `avro_schemas` package."""
-    return avro_schemas.read(SCHEMA_FILE)
+def canonical_schema_str(name: str = SCHEMA_FILE) -> str:
+    """A packaged schema of the `avro_schemas` package: by default the canonical InteractionEvent."""
+    return avro_schemas.read(name)
 
 
 @cache
-def parsed_schema() -> dict[str, Any]:
+def parsed_schema(name: str = SCHEMA_FILE) -> dict[str, Any]:
     import fastavro
 
-    parsed = fastavro.parse_schema(json.loads(canonical_schema_str()))
+    parsed = fastavro.parse_schema(json.loads(canonical_schema_str(name)))
     assert isinstance(parsed, dict)  # a record schema parses to a dict
     return parsed
 

@@ -1,12 +1,14 @@
-"""`make demo` (scripts/demo) runs end to end on its own ports and leaves nothing running.
+"""`make demo` (scripts/demo) runs all five operations end to end on its own ports and leaves nothing running.
 
-The demo starts and stops its own local stack, so it gets free ports of its own (never the test
-stack's, nor the demo's defaults 19092/18081, which a developer may be using) and its own state dir.
+The demo starts and stops its own local stack, so it gets free ports of its own for every listener
+the stack opens (never the test stack's, nor the demo's defaults 19092/18081 and their neighbours,
+which a developer may be using) and its own state dir.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -16,6 +18,8 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# DEMO_EVENTS=2000 interactions; the other kinds are sized from it (scripts/demo_streams.py).
+PRODUCED = {"PutEvents": 2000, "PutItems": 50, "PutUsers": 25, "PutActions": 20, "PutActionInteractions": 200}
 
 
 def free_ports(n: int) -> list[int]:
@@ -37,7 +41,7 @@ def stack_processes(state_dir: Path) -> str:
 
 @pytest.mark.timeout(1500)
 def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
-    kafka, controller, registry = free_ports(3)
+    kafka, controller, registry, sasl_ssl, ssl, registry_tls = free_ports(6)
     state_dir = tmp_path / "demo-stack"
     env = {
         **os.environ,
@@ -45,9 +49,14 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
         "DEMO_KAFKA_PORT": str(kafka),
         "DEMO_KAFKA_CONTROLLER_PORT": str(controller),
         "DEMO_REGISTRY_PORT": str(registry),
+        "DEMO_KAFKA_SASL_SSL_PORT": str(sasl_ssl),
+        "DEMO_KAFKA_SSL_PORT": str(ssl),
+        "DEMO_REGISTRY_TLS_PORT": str(registry_tls),
         "DEMO_STACK_DIR": str(state_dir),
     }
-    for name in ("KAFKA_PORT", "REGISTRY_PORT", "KAFKA_CONTROLLER_PORT", "LOCAL_STACK_DIR"):
+    stack_ports = {"KAFKA_PORT": kafka, "KAFKA_CONTROLLER_PORT": controller, "REGISTRY_PORT": registry,
+                   "KAFKA_SASL_SSL_PORT": sasl_ssl, "KAFKA_SSL_PORT": ssl, "REGISTRY_TLS_PORT": registry_tls}
+    for name in (*stack_ports, "LOCAL_STACK_DIR"):
         env.pop(name, None)
     try:
         result = subprocess.run([str(REPO_ROOT / "scripts" / "demo")], env=env, capture_output=True, text=True,
@@ -56,16 +65,23 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         out = result.stdout
         assert "demo summary" in out
-        assert "delivered (distinct eventIds at Personalize)" in out
+        assert "delivered (distinct ids at Personalize)" in out
         assert "dead letters" in out and ("decode/" in out or "validate/" in out)
         assert "records produced" in out and "2,000" in out
-        assert "verified: all 2,000 records were delivered" in out
+        # Each operation: every record produced was delivered or dead-lettered, and some were delivered.
+        for operation, produced in PRODUCED.items():
+            line = re.search(rf"✓ {operation}: {produced:,} produced = ([\d,]+) delivered \+ ([\d,]+) dead-lettered",
+                             out)
+            assert line is not None, operation
+            delivered, dead = (int(n.replace(",", "")) for n in line.groups())
+            assert delivered + dead == produced and delivered > 0, operation
+        assert f"verified: all {sum(PRODUCED.values()):,} records were delivered" in out
         assert "local stack on" in out and "stopped" in out
         assert stack_processes(state_dir) == ""
     finally:
         leftover = stack_processes(state_dir)
         if leftover:  # never leave JVMs behind, even when an assertion above failed
             subprocess.run([str(REPO_ROOT / "scripts" / "local-stack"), "down"], check=False, timeout=180,
-                           env={**env, "KAFKA_PORT": str(kafka), "KAFKA_CONTROLLER_PORT": str(controller),
-                                "REGISTRY_PORT": str(registry), "LOCAL_STACK_DIR": str(state_dir)})
+                           env={**env, **{name: str(port) for name, port in stack_ports.items()},
+                                "LOCAL_STACK_DIR": str(state_dir)})
         assert leftover == "", f"demo left processes running:\n{leftover}"

@@ -6,21 +6,31 @@ and confluent-kafka's AvroDeserializer, and checks every record arrived as gener
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.pipeline import connector_config, read_topic, write_config
 
+import avro_schemas
 from connector.tools.produce import produce
+from connector.tools.samples import KINDS
 from connector.tools.workload import INVALID_EVENT_KINDS, UNDECODABLE_KINDS, SampleRecord, generate
 
 pytestmark = pytest.mark.integration
 
 N_EVENTS = 2_000
 BAD_RATIO = 0.05
+ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/shop/ITEMS"
 
 
 def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[Any]:
@@ -131,3 +141,51 @@ def test_produced_traffic_reads_back_as_generated(
                 assert decoded["sessionId"] == record.session_id
                 assert len(decoded["impression"]) <= 25
     assert seen_bad == expected_bad
+
+
+@pytest.mark.parametrize("kind", ["items", "action-interactions"])
+def test_produce_kind_writes_the_kind_with_its_packaged_schema_to_its_route(
+    stack: Any, new_topic: Callable[..., str], registry_client: Any, group_id: str, tmp_path: Path, kind: str
+) -> None:
+    """`produce --kind` sends a kind's sample records to the topic of the route for its destination,
+    written with its packaged schema; a kind no route receives needs --topic."""
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    sample = KINDS[kind]
+    topic = new_topic(partitions=2, suffix=kind)
+    route: dict[str, Any] = {"name": "r", "destination": sample.destination, "topics": [topic]}
+    route.update({"tracking_id": "t"} if kind == "action-interactions" else {"dataset_arn": ARN})
+    config = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url,
+                              emulator_url="http://127.0.0.1:9", topics=[], group_id=group_id, tracking_id="t")
+    config["routes"] = [route]
+    path = write_config(tmp_path, config)
+
+    done = _produce_cli(path, "--kind", kind, "--events", "60", "--bad-ratio", "0.1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "records produced" in done.stdout and "60" in done.stdout
+    latest = registry_client.get_latest_version(f"{topic}-value").schema
+    assert json.loads(latest.schema_str) == json.loads(avro_schemas.read(sample.schema))
+
+    generated = list(sample.generate(60, None, 7, 0.1))  # the CLI's default seed
+    got = {(r.key, r.value) for r in read_topic(stack.bootstrap, topic)}
+    assert len(got) == 60
+    deserialize = AvroDeserializer(registry_client, conf={"subject.name.strategy.type": "TOPIC"})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    decoded: dict[bytes, list[Any]] = {key: [] for key, _ in got}
+    for key, value in got:
+        with contextlib.suppress(Exception):  # the undecodable bad records
+            decoded[key].append(deserialize(value, ctx)[sample.id_field])
+    for record in generated:
+        if record.bad_kind is None:
+            assert record.value is not None and record.value[sample.id_field] in decoded[record.key]
+
+    other = "users" if kind == "items" else "actions"
+    refused = _produce_cli(path, "--kind", other, "--events", "1")
+    assert refused.returncode == 2 and f"no route of the config sends to {other}; pass --topic NAME" in refused.stderr
+
+
+def _produce_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("personalize-connector")
+    return subprocess.run([str(exe), "produce", "--config", str(config), *args], capture_output=True, text=True,
+                          timeout=120, check=False, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"})
