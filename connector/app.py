@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.resources
 import json
 import logging
@@ -28,11 +29,12 @@ from connector.kafka.base import KafkaUnreachable
 from connector.kafka.clients import KafkaClients
 from connector.logs import configure_logging, register_secrets
 from connector.observability import Health, Metrics, ObservabilityServer
-from connector.personalize.ratelimit import AdaptiveRateLimiter
+from connector.personalize.quotas import Quotas
 from connector.personalize.sink import PutEventsSink, make_client
 from connector.pipeline.batcher import SessionBatcher
+from connector.pipeline.quota_share import QuotaShare
 from connector.records import TopicPartition
-from connector.routes import Route
+from connector.routes import Route, RouteTable
 from connector.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -74,22 +76,33 @@ def _reader_schema(route: AnyRoute, packaged: str | None) -> Path | None:
     return Path(str(importlib.resources.files("avro_schemas") / packaged))
 
 
-def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
+def build_routes(settings: Settings, metrics: Metrics, quotas: Quotas | None = None) -> list[Route]:
+    """`quotas`: the rate buckets the sinks share (default: new ones)."""
     p, b = settings.personalize, settings.batching
-    # One boto3 client for all routes (clients are thread-safe); one rate limit per route.
+    # One boto3 client for all routes (clients are thread-safe); one rate bucket per quota.
     client = make_client(p.region, p.endpoint_url, b.max_in_flight_calls, http_client=p.http_client)
     registry = registry_client(settings)
+    configured = settings.effective_routes()
+    quotas = quotas or route_quotas(configured)
     routes: list[Route] = []
-    for route in settings.effective_routes():
+    for route in configured:
         destination = DESTINATIONS[route.destination]
         decode = settings.decode.model_copy(update={"reader_schema": _reader_schema(route, destination.reader_schema)})
         decoder = build_decoder(settings.model_copy(update={"decode": decode}), registry)
-        assert route.max_requests_per_second is not None  # effective_routes fills it in
-        sink = PutEventsSink(client, AdaptiveRateLimiter(route.max_requests_per_second), metrics=metrics,
+        metrics.quota_share.labels(route.name).set_function(functools.partial(quotas.share, route.name))
+        sink = PutEventsSink(client, quotas, metrics=metrics,
                              route=route.name, failure_log_interval_s=p.failure_log_interval_s,
                              unready_after_s=p.unready_after_s)
         routes.append(Route(route.name, list(route.topics), decoder, destination.build(route), sink, route.dlq_topic))
     return routes
+
+
+def route_quotas(routes: list[AnyRoute]) -> Quotas:
+    rates = {}
+    for route in routes:
+        assert route.max_requests_per_second is not None  # effective_routes fills it in
+        rates[route.name] = route.max_requests_per_second
+    return Quotas(rates)
 
 
 def build_worker(
@@ -109,13 +122,16 @@ def build_worker(
     metrics = metrics or Metrics()
     if settings.decode.format == "confluent" and not settings.schema_registry.url:
         raise ConfigError("schema_registry.url: is required when decode.format is 'confluent' (the default)")
-    routes = build_routes(settings, metrics)
+    quotas = route_quotas(settings.effective_routes())
+    routes = build_routes(settings, metrics, quotas)
     if wrap_destination is not None:
         routes = [dataclasses.replace(route, destination=wrap_destination(route.destination)) for route in routes]
     dlq_topics = [r.dlq_topic for r in routes if r.dlq_topic]
     letter_format = DeadLetterFormat(settings.dlq.context_headers, settings.dlq.include_stacktrace, replaying)
     clients = KafkaClients.from_settings(settings)
     source = clients.source()
+    # A replay reads a dead-letter topic, not the routes' partitions: it keeps the whole quota.
+    share = None if replaying else QuotaShare(source, RouteTable(routes), quotas)
     dead_letters: DeadLetterWriter | None = None
     if dlq_topics:
         try:
@@ -148,6 +164,7 @@ def build_worker(
         max_in_flight_calls=b.max_in_flight_calls,
         metrics=metrics,
         health=health,
+        quota_share=share,
     )
 
 

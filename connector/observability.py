@@ -98,6 +98,11 @@ class Metrics:
             "Seconds since the route's last successful call (since start-up before the first one)",
             ["route"], registry=r,
         )
+        self.quota_share = Gauge(
+            "pkc_quota_share",
+            "Fraction of the route's request quota this worker uses: its share of the route's partitions",
+            ["route"], registry=r,
+        )
         self.systemic_failure = Gauge(
             "pkc_systemic_failure", "1 while PutEvents fails for a systemic reason (consumption paused)", registry=r
         )

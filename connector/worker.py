@@ -30,6 +30,7 @@ from connector.pipeline.intake import Intake
 from connector.pipeline.offsets import OffsetTracker
 from connector.pipeline.partitions import Partitions
 from connector.pipeline.progress import Progress, TopicWatch
+from connector.pipeline.quota_share import QuotaShare
 from connector.pipeline.settings import WorkerSettings
 from connector.pipeline.status import publish, systemic_error
 from connector.records import TopicPartition
@@ -46,13 +47,15 @@ class Worker:
         dead_letters: DeadLetterWriter | None, max_in_flight_calls: int, tracker: OffsetTracker | None = None,
         metrics: Metrics | None = None, health: Health | None = None, clock: Callable[[], float] = time.monotonic,
         executor: Executor | None = None, completions: CompletionQueue | None = None,
+        quota_share: QuotaShare | None = None,
     ) -> None:
         """`executor` runs the calls (default: `max_in_flight_calls` threads), `completions` brings
-        their outcomes back (tests pass ones that follow their clock)."""
+        their outcomes back (tests pass ones that follow their clock); `quota_share` (None: the
+        whole quota) follows the group's assignment."""
         self.settings = s = settings
         self.metrics = m = metrics or Metrics()
         self.health = health or Health()
-        self._source, self._batcher, self._clock = source, batcher, clock
+        self._source, self._batcher, self._clock, self._share = source, batcher, clock, quota_share
         self._routes = RouteTable(routes)
         self._stop = threading.Event()
         self._fatal: str | None = None
@@ -144,6 +147,8 @@ class Worker:
         if self._committer.due():
             self._committer.commit()
         self._topics.check_if_due()
+        if self._share is not None:  # after the rebalances this poll delivered
+            self._share.check(self._partitions.assigned)
 
     def _poll_timeout(self, now: float, held: bool) -> float:
         if held or self._dispatch.outcomes_ready():

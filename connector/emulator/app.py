@@ -87,8 +87,12 @@ class Emulator:
         return self._error_response(ApiError(404, "UnknownOperationException", "Unknown operation", "rejected"), None)
 
     async def _delayed(self, request: Request, operation: str, kind: str) -> Response:
+        # Counted, throttled and stamped (receivedAt) on arrival, as the service's front door
+        # would: the latency is the time to answer. Stamping after the sleep would turn a stall
+        # of this loop into a burst of stamps that no client sent.
+        response = self._api_call(request, operation, kind)
         await asyncio.sleep(self.faults.latency_ms / 1000.0)
-        return self._api_call(request, operation, kind)
+        return response
 
     # -- API calls ------------------------------------------------------------------------------------
     def _api_call(self, request: Request, operation: str, kind: str) -> Response:

@@ -69,6 +69,11 @@ class Source(Protocol):
         """Which of `topics` the cluster does not have; None when its metadata cannot be had now."""
         ...
 
+    def partition_counts(self, topics: list[str], timeout_s: float) -> dict[str, int] | None:
+        """How many partitions each existing topic of `topics` has (with a pattern among them:
+        of every topic the client knows, for the caller to match); None when metadata cannot be had now."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -259,6 +259,17 @@ class ConfluentSource:
                 self._unknown_logged.discard(topic)
         return missing
 
+    def partition_counts(self, topics: list[str], timeout_s: float) -> dict[str, int] | None:
+        names = [t for t in topics if not t.startswith("^")]
+        try:
+            if len(names) == len(topics) and len(names) <= 10:  # as in missing_topics
+                found = {t: self._consumer.list_topics(topic=t, timeout=timeout_s).topics.get(t) for t in names}
+            else:
+                found = dict(self._consumer.list_topics(timeout=timeout_s).topics)
+        except KafkaException:
+            return None
+        return {t: len(m.partitions) for t, m in found.items() if m is not None and m.error is None and m.partitions}
+
     def close(self) -> None:
         self._consumer.close()
 

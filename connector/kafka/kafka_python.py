@@ -467,6 +467,19 @@ class KafkaPythonSource:
         _MISSING_TOPIC_FILTER.reported.difference_update(set(topics) - missing)
         return missing
 
+    def partition_counts(self, topics: list[str], timeout_s: float) -> dict[str, int] | None:
+        """From kafka-python's metadata cache, which holds every subscribed topic (all topics with
+        a pattern): the assignor needs the same counts."""
+        try:
+            cluster = self._consumer._cluster
+            if not cluster.brokers():
+                return None
+            wanted = cluster.topics() if any(t.startswith("^") for t in topics) else set(topics)
+            counts = {t: len(cluster.partitions_for_topic(t) or ()) for t in wanted}
+        except AttributeError:  # pragma: no cover - a kafka-python without these internals
+            return None
+        return {t: n for t, n in counts.items() if n}
+
     def close(self) -> None:
         # librdkafka revokes the assignment when a consumer closes; kafka-python only leaves the
         # group. Revoke explicitly so the worker flushes and commits the same way with both.

@@ -1,4 +1,4 @@
-"""A thread-safe token bucket that slows down on throttling and recovers (AIMD).
+"""A thread-safe token bucket that slows down on throttling and recovers (AIMD), for one quota.
 
 Personalize's PutEvents quota is per dataset group (1,000 requests/s by default). Staying under it
 is cheaper than living on ThrottlingException: every throttled call is a wasted round trip and a
@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+
+from connector.records import Request
 
 
 class AdaptiveRateLimiter:
@@ -24,19 +26,44 @@ class AdaptiveRateLimiter:
     ) -> None:
         if rate_per_second <= 0:
             raise ValueError("rate_per_second must be > 0")
-        # The quota is counted per second: a bucket refilling at r with capacity b lets any 1 s
-        # window hold up to r + b requests. Refill at (1 - 1/40) of the quota with a burst of 1/40 so
-        # that no window ever exceeds the quota, at 97.5 % of it in steady state.
-        self._burst = burst if burst is not None else max(1.0, rate_per_second / 40)
-        self.max_rate = max(rate_per_second - self._burst, rate_per_second / 2)
+        self._fixed_burst = burst
+        self._floor = min_rate
+        self.quota, self._burst, self.max_rate, self.min_rate = self._sized(rate_per_second)
         self.rate = self.max_rate
-        self.min_rate = min(min_rate, self.max_rate)
         self._tokens = self._burst
         self._clock = clock
         self._sleep = sleep
         self._last = clock()
         self._last_cut = float("-inf")
         self._lock = threading.Lock()
+
+    def _sized(self, quota: float) -> tuple[float, float, float, float]:
+        """(quota, burst, max_rate, min_rate) for a quota.
+
+        The quota is counted per second: a bucket refilling at r with capacity b lets any 1 s
+        window hold up to r + b requests. Refill at (1 - 1/40) of the quota with a burst of 1/40 so
+        that no window ever exceeds the quota, at 97.5 % of it in steady state."""
+        burst = self._fixed_burst if self._fixed_burst is not None else max(1.0, quota / 40)
+        max_rate = max(quota - burst, quota / 2)
+        return quota, burst, max_rate, min(self._floor, max_rate)
+
+    def set_quota(self, quota: float) -> None:
+        """Follow a new quota (this worker's share of the group's changed): the rate keeps the
+        fraction of the maximum it had, so a throttle cut in progress carries over."""
+        if quota <= 0:
+            raise ValueError("quota must be > 0")
+        with self._lock:
+            if quota == self.quota:
+                return
+            self._refill(self._clock())  # what accrued so far accrued at the old rate
+            fraction = self.rate / self.max_rate
+            self.quota, self._burst, self.max_rate, self.min_rate = self._sized(quota)
+            self.rate = max(self.min_rate, self.max_rate * fraction)
+            self._tokens = min(self._tokens, self._burst)
+
+    def bucket(self, request: Request, route: str) -> AdaptiveRateLimiter:
+        """One bucket for every call (a sink given a single limiter: tools and tests)."""
+        return self
 
     def _refill(self, now: float) -> None:
         elapsed = now - self._last

@@ -27,7 +27,7 @@ from connector.logs import redact
 from connector.observability import Metrics
 from connector.personalize import api_response
 from connector.personalize.ratelimit import AdaptiveRateLimiter
-from connector.records import Batch, BatchKey, Event, RejectedBySink
+from connector.records import Batch, Event, RejectedBySink, Request
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,13 @@ class SendOutcome:
     abandoned: list[Event] = field(default_factory=list)
     calls: int = 0
     failures: dict[Failure, int] = field(default_factory=dict)
+
+
+class RateLimits(Protocol):
+    """Where a call waits for its turn: `connector.personalize.quotas.Quotas` (a bucket per tracker
+    or dataset), or one AdaptiveRateLimiter for every call."""
+
+    def bucket(self, request: Request, route: str) -> AdaptiveRateLimiter: ...
 
 
 class Sink(Protocol):
@@ -249,7 +256,7 @@ class PutEventsSink:
     def __init__(
         self,
         client: Any,
-        limiter: AdaptiveRateLimiter,
+        limits: RateLimits,
         *,
         backoff: Backoff | None = None,
         systemic_backoff: Backoff | None = None,
@@ -264,7 +271,7 @@ class PutEventsSink:
         self.metrics = metrics or Metrics()
         self.watch = CallWatch(route, log_interval_s=failure_log_interval_s, unready_after_s=unready_after_s)
         self.metrics.seconds_since_last_delivery.labels(route).set_function(self.watch.seconds_since_success)
-        self._limiter = limiter
+        self._limits = limits
         self._backoff = backoff or Backoff()
         self._systemic_backoff = systemic_backoff or Backoff(base_s=1.0, cap_s=30.0)
         self.stop = stop or threading.Event()
@@ -297,8 +304,10 @@ class PutEventsSink:
 
     def _deliver(self, batch: Batch, events: list[Event], outcome: SendOutcome) -> None:
         attempt = 0
+        request = batch.key.request([e.body for e in events])
+        limiter = self._limits.bucket(request, batch.key.route)
         while True:
-            if not self._limiter.acquire(self.stop):
+            if not limiter.acquire(self.stop):
                 outcome.abandoned.extend(events)
                 return
             outcome.calls += 1
@@ -306,7 +315,7 @@ class PutEventsSink:
                 self.metrics.retries.inc()
             started = time.perf_counter()
             try:
-                self._call(batch.key, [e.body for e in events])
+                self._call(request)
             except Exception as exc:
                 self.metrics.call_latency.observe(time.perf_counter() - started)
                 failure = classify(exc)
@@ -320,7 +329,7 @@ class PutEventsSink:
                     return
                 self.watch.failed(failure, _reason(exc))
                 if failure is Failure.THROTTLED:
-                    self._limiter.on_throttled()
+                    limiter.on_throttled()
                 if failure is Failure.SYSTEMIC:
                     self._set_systemic(f"{type(exc).__name__}: {exc}")
                     delay = self._systemic_backoff.delay(attempt)
@@ -341,10 +350,9 @@ class PutEventsSink:
             outcome.delivered.extend(events)
             return
 
-    def _call(self, key: BatchKey, entries: list[dict[str, Any]]) -> None:
-        # The key forms its destination's call; boto3 (and the lean client) name the method after
-        # the operation ("PutItems" -> put_items).
-        request = key.request(entries)
+    def _call(self, request: Request) -> None:
+        # The batch's key formed its destination's call; boto3 (and the lean client) name the method
+        # after the operation ("PutItems" -> put_items).
         getattr(self._client, xform_name(request.operation))(**request.params)
 
     def _bisect(self, batch: Batch, events: list[Event], exc: Exception, outcome: SendOutcome) -> None:

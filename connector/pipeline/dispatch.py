@@ -52,6 +52,9 @@ class Dispatch:
         self.in_flight = 0
         self._busy: set[BatchKey] = set()
         self._waiting: dict[BatchKey, deque[Batch]] = {}
+        # Submitted calls by their batch, until their outcome is applied: one not started yet can
+        # still be cancelled when its partitions are revoked.
+        self._submitted: dict[int, tuple[Future[SendOutcome], Batch]] = {}
         # Shutting down: no new calls; what is not sent stays uncommitted for the next owner.
         self.closing = False
 
@@ -72,6 +75,7 @@ class Dispatch:
         self.in_flight += 1
         epochs = {e.record.tp: self._partitions.epoch(e.record.tp) for e in batch.events}
         future = self._pool.submit(self._routes.by_name[batch.key.route].sink.send, batch)
+        self._submitted[id(batch)] = (future, batch)
         completions = self._completions
 
         def report(done: Future[SendOutcome]) -> None:
@@ -98,7 +102,10 @@ class Dispatch:
             self._apply(*item)
 
     def discard(self, tps: set[TopicPartition]) -> None:
-        """Drop queued batches' entries of `tps` (calls already running finish and are ignored)."""
+        """Drop queued batches' entries of `tps` and cancel the calls of only `tps` that have not
+        started (calls already running finish and are ignored). A revoked partition's next owner
+        sends its uncommitted records again: calls still leaving from here would be duplicates,
+        spent from the group's quota while the new owner spends its own share of it."""
         for key in list(self._waiting):
             kept: deque[Batch] = deque()
             for batch in self._waiting[key]:
@@ -109,6 +116,10 @@ class Dispatch:
                 self._waiting[key] = kept
             else:
                 del self._waiting[key]
+        for batch_id, (future, batch) in list(self._submitted.items()):
+            if all(e.record.tp in tps for e in batch.events) and future.cancel():
+                del self._submitted[batch_id]
+                self._finished(batch.key)
 
     def close(self) -> None:
         """No new calls, and the running ones give up their retries (their records stay uncommitted)."""
@@ -120,15 +131,20 @@ class Dispatch:
         self.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _apply(self, outcome: SendOutcome, epochs: dict[TopicPartition, int]) -> None:
+    def _finished(self, key: BatchKey) -> None:
+        """A call of `key` is over (done or cancelled): the key's next batch may go."""
         self.in_flight -= 1
-        key = outcome.batch.key
         self._busy.discard(key)
         waiting = self._waiting.get(key)
         if waiting:
             self.submit(waiting.popleft())
             if not waiting:
                 del self._waiting[key]
+
+    def _apply(self, outcome: SendOutcome, epochs: dict[TopicPartition, int]) -> None:
+        self._submitted.pop(id(outcome.batch), None)
+        key = outcome.batch.key
+        self._finished(key)
 
         def current(event: Event) -> bool:
             return self._partitions.current(event.record.tp, epochs.get(event.record.tp))

@@ -34,6 +34,25 @@ def test_late_outcomes_of_a_revoked_partition_are_ignored_after_it_is_assigned_a
     h.run_until(lambda: h.source.committed_offset(TP) == 2)
 
 
+def test_calls_of_a_revoked_partition_that_have_not_started_are_never_sent() -> None:
+    """The next owner sends them again: from here they would be duplicates, spent from the
+    group's quota while the new owner spends its own share."""
+    other = TopicPartition("interactions", 1)
+    h = WorkerHarness(call_slots=1, revoke_timeout_s=0.5)
+    h.sink.hold = lambda batch: batch.events[0].record.tp == TP
+    h.source.produce(TP, b"ok")
+    h.source.produce(other, b"ok", b"ok", key=b"another-session")
+    h.source.assign(TP, other)
+    h.step(2)
+    assert len(h.calls.held) == 1 and len(h.calls.queued) == 1  # the pool's one thread is busy
+    h.source.revoke(other)
+    h.step(2)
+    assert all(c.future.cancelled() for c in h.calls.queued) and h.worker.calls_in_flight == 1
+    h.calls.release()
+    h.run_until(lambda: h.source.committed_offset(TP) == 1)
+    assert {e.record.tp for b in h.sink.sent for e in b.events} == {TP}  # nothing of `other` left
+
+
 def test_a_late_dead_letter_ack_of_a_revoked_partition_is_ignored_after_it_is_assigned_again() -> None:
     h = WorkerHarness(dead_letters=InMemoryDeadLetters(answer="hold"), revoke_timeout_s=5.0)
     h.source.produce(TP, b"bad", b"ok")
