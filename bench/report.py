@@ -400,6 +400,28 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
         w("Not run.")
         w("")
 
+    g = r.get("group_quota")
+    w("## 3b. Several workers sharing one quota")
+    w("")
+    if g:
+        w(f"N workers of one consumer group, **each configured with the whole quota** "
+          f"(`personalize.max_requests_per_second: {g['quota_rps']}`), drain a backlog on {g['partitions']} "
+          f"partitions into an emulator enforcing {g['quota_rps']} req/s with {g['latency_ms']} ms latency. Each "
+          "worker sends at its partitions' share of the quota (docs/architecture.md, \"One rate bucket per quota, "
+          f"and the quota belongs to the consumer group\"). Steady req/s over {g['window_s']:.0f} s once every "
+          "member holds its share, from the emulator's clock; busiest 1 s window over the whole run.")
+        w("")
+        w("| workers | steady req/s | of the quota | busiest 1 s window | throttled calls | accepted calls |")
+        w("|---|---|---|---|---|---|")
+        for run in g["runs"]:
+            w(f"| {run['members']} | {_fmt(run['steady_rps'])} | {100 * run['share_of_quota']:.0f} % | "
+              f"{run['max_1s_window_calls']} ({run['max_1s_window_calls'] / g['quota_rps']:.2f} × quota) | "
+              f"{run['throttled_calls']} | {run['accepted_calls']:,} |")
+        w("")
+    else:
+        w("Not run.")
+        w("")
+
     m = r.get("rss")
     w("## 4. Memory under a large backlog")
     w("")
@@ -477,7 +499,7 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
     w("")
     w("Other knobs: `BENCH_SEED`, `BENCH_BASELINE_EVENTS`, `BENCH_LIVE_EVENTS`, `BENCH_LIVE_SECONDS`, "
       "`BENCH_RSS_EVENTS`, `BENCH_PARTITIONS`, `BENCH_STAGES` (comma list of throughput, linger, quota, "
-      "profile, rss), `BENCH_NO_PIN=1`, `BENCH_WORK_DIR` (default `$TMPDIR/pkc-bench`: configs, logs, "
+      "group_quota, profile, rss), `BENCH_NO_PIN=1`, `BENCH_WORK_DIR` (default `$TMPDIR/pkc-bench`: configs, logs, "
       "results.json, the profile), `BENCH_KAFKA_PORT` / `BENCH_KAFKA_CONTROLLER_PORT` / `BENCH_REGISTRY_PORT` "
       "(default 39292 / 39293 / 38281), or `BENCH_KAFKA_BOOTSTRAP` + `BENCH_SCHEMA_REGISTRY_URL` to use a "
       "running stack. The runner starts its own local stack and emulators and stops them at the end, also on "

@@ -17,7 +17,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from bench import stages
+from bench import group_quota, stages
 from bench.procs import Cleanup, pin_pid, start_emulator, start_stack
 from bench.report import write_page
 from bench.settings import BenchSettings, command_line, machine_facts
@@ -51,6 +51,8 @@ def run(s: BenchSettings) -> dict[str, Any]:
             results["linger"] = stages.stage_linger(ctx, results.get("throughput"))
         if s.wants("quota"):
             results["quota"] = stages.stage_quota(ctx)
+        if s.wants("group_quota"):
+            results["group_quota"] = group_quota.stage_group_quota(ctx)
         if s.wants("profile"):
             results["profile"] = stages.stage_profile(ctx, results.get("throughput"))
         if s.wants("rss"):

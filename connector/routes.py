@@ -1,8 +1,9 @@
 """Which stages a record goes through, by its topic: one route per configured destination.
 
-A route bundles the decoder, the destination (its mapper and delete policy), the sink with its own
-rate limit, and the dead-letter topic. One worker serves every route of its configuration from one
-consumer; the worker looks the route up once per record (a dict hit).
+A route bundles the decoder, the destination (its mapper and delete policy), the sink (its rate
+buckets, one per tracker or dataset, are shared with the other routes that send there) and the
+dead-letter topic. One worker serves every route of its configuration from one consumer; the
+worker looks the route up once per record (a dict hit).
 """
 
 from __future__ import annotations

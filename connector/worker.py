@@ -175,18 +175,18 @@ class Worker:
         self._committer.read_previous_owner(tps)
 
     def on_revoked(self, tps: list[TopicPartition]) -> None:
-        """Flush and commit what we can of the revoked partitions within a bounded wait, then
-        forget them whatever happened."""
+        """Let the revoked partitions' running calls finish (bounded wait), commit what is done,
+        forget them. Unsent batches are dropped, not flushed: the next owner reads them again, and
+        the rebalance (which holds them back from every member) lasts one call, not a read-ahead."""
         log.info("revoking %s", ", ".join(map(str, tps)))
         self.metrics.rebalances.labels("revoked").inc()
         revoked = set(tps) & self._partitions.assigned
         try:
-            for batch in self._batcher.flush_partitions(revoked):
-                self._dispatch.submit(batch)
+            self._batcher.drop_partitions(revoked)
+            self._dispatch.discard(revoked)  # cancels their calls that have not started
             # While closing, the grace period is over: commit what is done without waiting.
             deadline = self._clock() + (0.0 if self._dispatch.closing else self.settings.revoke_timeout_s)
-            tracker = self._partitions.tracker
-            while any(tracker.in_flight(tp) for tp in revoked) and self._clock() < deadline:
+            while (self._dispatch.carrying(revoked) or self._dead_letters.pending) and self._clock() < deadline:
                 self._dispatch.settle(wait_s=0.05)
                 self._dead_letters.poll()
             self._committer.commit(only=revoked)

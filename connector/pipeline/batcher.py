@@ -70,18 +70,8 @@ class SessionBatcher:
         oldest = next(iter(self._open.values()))
         return max(0.0, oldest.opened_at + self._linger - now)
 
-    def flush_partitions(self, tps: Iterable[TopicPartition]) -> list[Batch]:
-        """Close every batch holding an event of these partitions (before they are revoked)."""
-        wanted = set(tps)
-        ready: list[Batch] = []
-        for key in [k for k, ob in self._open.items() if any(e.record.tp in wanted for e in ob.batch.events)]:
-            open_batch = self._open.pop(key)
-            self._buffered -= len(open_batch.batch.events)
-            ready.append(open_batch.batch)
-        return ready
-
     def drop_partitions(self, tps: Iterable[TopicPartition]) -> int:
-        """Discard events of partitions we lost (their new owner redelivers them)."""
+        """Discard events of partitions revoked or lost (their new owner reads them again)."""
         wanted = set(tps)
         dropped = 0
         for key in list(self._open):

@@ -121,6 +121,10 @@ class Dispatch:
                 del self._submitted[batch_id]
                 self._finished(batch.key)
 
+    def carrying(self, tps: set[TopicPartition]) -> bool:
+        """A submitted call whose outcome has not been applied carries entries of `tps`."""
+        return any(e.record.tp in tps for _, batch in self._submitted.values() for e in batch.events)
+
     def close(self) -> None:
         """No new calls, and the running ones give up their retries (their records stay uncommitted)."""
         self.closing = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -377,24 +376,22 @@ def test_keda_and_hpa_are_exclusive(render: Renderer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("extra", "divisor"),
+    "extra",
     [
-        ({}, 1),
-        ({"replicaCount": 3}, 3),
-        ({"replicaCount": 0}, 1),
-        ({"replicaCount": 7, "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6}}, 6),
-        ({"replicaCount": 7, "keda": {"enabled": True, "minReplicaCount": 0, "maxReplicaCount": 8}}, 8),
+        {},
+        {"replicaCount": 3},
+        {"replicaCount": 0},
+        {"replicaCount": 7, "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6}},
+        {"replicaCount": 7, "keda": {"enabled": True, "minReplicaCount": 0, "maxReplicaCount": 8}},
     ],
     ids=["default", "replicas-3", "replicas-0", "hpa-max-6", "keda-max-8"],
 )
 @pytest.mark.parametrize("quota", [1000, 999, 10.5])
-def test_putevents_rate_is_the_quota_divided_by_the_most_pods(
-    render: Renderer, extra: dict[str, Any], divisor: int, quota: float
-) -> None:
+def test_every_pod_is_given_the_group_quota_as_is(render: Renderer, extra: dict[str, Any], quota: float) -> None:
+    """No division by replicas: the pods share the quota through the consumer group's assignment
+    (a split by the maximum replica count left most of it unused below the maximum)."""
     m = render(BASE, {"personalize": {"quotaRequestsPerSecond": quota}}, extra)
-    rate = m.config["personalize"]["max_requests_per_second"]
-    assert rate * divisor <= quota  # never above the quota, even with every pod at full speed
-    assert rate == math.floor(quota / divisor * 1000) / 1000
+    assert m.config["personalize"]["max_requests_per_second"] == quota
 
 
 def test_rate_cannot_be_set_directly(render: Renderer) -> None:
@@ -439,10 +436,10 @@ def test_notes_tell_how_to_check_the_flow(render: Renderer) -> None:
     notes = render.notes(BASE)
     assert f"port-forward service/{FULLNAME} 9400:9400" in notes
     for what in ("pkc_events_delivered_total", "pkc_dead_letters_total", "kafka-consumer-groups.sh",
-                 "--group personalize-connector", "1000 requests/s per pod"):
+                 "--group personalize-connector", "1000 requests/s for the whole consumer group"):
         assert what in notes
     assert "WARNING" not in notes
     assert "tracking_id is empty" in render.notes()
     keda = render.notes(BASE, {"keda": {"enabled": True, "maxReplicaCount": 4}})
-    assert "250 requests/s per pod" in keda
+    assert "1000 requests/s for the whole consumer group" in keda  # not divided by the 4 pods
     assert "scaled by KEDA on consumer-group lag" in keda

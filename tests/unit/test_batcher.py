@@ -37,15 +37,6 @@ def test_linger_closes_the_oldest_sessions_first() -> None:
     assert batcher.next_due_in(now=2) is None
 
 
-def test_revoke_flushes_sessions_touching_the_partitions() -> None:
-    batcher = SessionBatcher(10, linger_s=60)
-    batcher.add(_event("a", 0, partition=0), now=0)
-    batcher.add(_event("b", 0, partition=1), now=0)
-    flushed = batcher.flush_partitions([SourceRecord("t", 1, 0, None, None).tp])
-    assert [b.key.session_id for b in flushed] == ["b"]
-    assert batcher.buffered_events == 1
-
-
 def test_lost_partitions_are_dropped() -> None:
     batcher = SessionBatcher(10, linger_s=60)
     batcher.add(_event("a", 0, partition=0), now=0)

@@ -53,6 +53,23 @@ def test_calls_of_a_revoked_partition_that_have_not_started_are_never_sent() -> 
     assert {e.record.tp for b in h.sink.sent for e in b.events} == {TP}  # nothing of `other` left
 
 
+def test_a_revoke_drops_unsent_batches_instead_of_sending_them() -> None:
+    """The next owner reads them again from the commit; sending them first would hold the
+    partition back from the whole group for as long as the read-ahead takes at this worker's
+    share of the quota (the revoke timeout, under a backlog)."""
+    h = WorkerHarness(linger_s=60.0, revoke_timeout_s=10.0)
+    h.source.produce(TP, b"ok", b"ok", b"ok")
+    h.source.assign(TP)
+    h.step(2)
+    assert h.sink.sent == []  # open batches, lingering
+    start = h.clock.now
+    h.source.revoke(TP)
+    h.step()
+    assert h.sink.sent == [] and TP not in h.worker.assigned
+    assert h.clock.now - start < 1.0  # no wait: nothing was running
+    assert h.source.committed_offset(TP) in (None, 0)
+
+
 def test_a_late_dead_letter_ack_of_a_revoked_partition_is_ignored_after_it_is_assigned_again() -> None:
     h = WorkerHarness(dead_letters=InMemoryDeadLetters(answer="hold"), revoke_timeout_s=5.0)
     h.source.produce(TP, b"bad", b"ok")

@@ -52,29 +52,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-The replica count the PutEvents quota is divided by: the most pods that can run at once.
-*/}}
-{{- define "pkc.maxReplicas" -}}
-{{- if .Values.keda.enabled }}
-{{- .Values.keda.maxReplicaCount | int }}
-{{- else if .Values.autoscaling.enabled }}
-{{- .Values.autoscaling.maxReplicas | int }}
-{{- else }}
-{{- max 1 (.Values.replicaCount | int) }}
-{{- end }}
-{{- end }}
-
-{{/*
-Per-pod PutEvents rate: quota / maxReplicas, rounded down to 3 decimals so that the sum over all
-pods never exceeds the quota.
+The PutEvents rate every pod is given: the quota of the whole consumer group, as is. Each pod uses
+the share of it that its partitions are of the topics' (docs/architecture.md, "The quota belongs
+to the consumer group"), so the pods stay within it together at any replica count.
 */}}
 {{- define "pkc.maxRequestsPerSecond" -}}
-{{- $replicas := include "pkc.maxReplicas" . | float64 }}
-{{- $milli := floor (divf (mulf .Values.personalize.quotaRequestsPerSecond 1000) $replicas) }}
-{{- if lt $milli 1.0 }}
-{{- fail (printf "personalize.quotaRequestsPerSecond (%v) divided by %v replicas is below 0.001 requests per second per pod" .Values.personalize.quotaRequestsPerSecond $replicas) }}
-{{- end }}
-{{- divf $milli 1000 }}
+{{- .Values.personalize.quotaRequestsPerSecond }}
 {{- end }}
 
 {{/*
