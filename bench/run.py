@@ -75,8 +75,10 @@ def main() -> int:
         print(f"bench: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(f"bench: partial results and logs in {s.work_dir}; {s.docs} was not changed", file=sys.stderr)
         return 1
-    write_page(results, s.docs)
-    print(f"bench: wrote {s.docs} and its charts in {results['elapsed_s'] / 60:.1f} min; "
+    # A run of some stages only would replace the page's other sections with "Not run.".
+    docs = s.docs if set(s.stages) >= set(BenchSettings().stages) else s.work_dir / "benchmarks.md"
+    write_page(results, docs)
+    print(f"bench: wrote {docs} and its charts in {results['elapsed_s'] / 60:.1f} min; "
           f"raw results in {s.work_dir / 'results.json'}", file=sys.stderr)
     return 0
 
