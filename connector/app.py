@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from connector.config import AnyRoute, ConfigError, Settings, load_settings
+from connector.config import ActionInteractionsRoute, AnyRoute, ConfigError, EventsRoute, Settings, load_settings
 from connector.decode import build_decoder
 from connector.decode.base import RegistryUnavailable
 from connector.destinations.base import Destination
@@ -30,6 +30,7 @@ from connector.logs import configure_logging, register_secrets
 from connector.observability import Health, Metrics, ObservabilityServer
 from connector.personalize.ratelimit import AdaptiveRateLimiter
 from connector.personalize.sink import PutEventsSink, make_client
+from connector.personalize.tenants import TenantTrackers
 from connector.pipeline.batcher import SessionBatcher
 from connector.records import TopicPartition
 from connector.routes import Route
@@ -74,6 +75,13 @@ def _reader_schema(route: AnyRoute, packaged: str | None) -> Path | None:
     return Path(str(importlib.resources.files("avro_schemas") / packaged))
 
 
+def _tenant_trackers(route: AnyRoute) -> TenantTrackers:
+    """What the route's sink must know to tell its own tracker from those records name."""
+    if isinstance(route, EventsRoute | ActionInteractionsRoute):
+        return TenantTrackers(route.tracking_id, route.allowed_tracking_ids)
+    return TenantTrackers()  # a dataset route: no tracker of its own, none named by records
+
+
 def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
     p, b = settings.personalize, settings.batching
     # One boto3 client for all routes (clients are thread-safe); one rate limit per route.
@@ -87,7 +95,7 @@ def build_routes(settings: Settings, metrics: Metrics) -> list[Route]:
         assert route.max_requests_per_second is not None  # effective_routes fills it in
         sink = PutEventsSink(client, AdaptiveRateLimiter(route.max_requests_per_second), metrics=metrics,
                              route=route.name, failure_log_interval_s=p.failure_log_interval_s,
-                             unready_after_s=p.unready_after_s)
+                             unready_after_s=p.unready_after_s, tenants=_tenant_trackers(route))
         routes.append(Route(route.name, list(route.topics), decoder, destination.build(route), sink, route.dlq_topic))
     return routes
 
