@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from connector.config import AnyRoute, ConfigError, Settings, load_settings
+from connector.config import ActionInteractionsRoute, AnyRoute, ConfigError, EventsRoute, Settings, load_settings
 from connector.decode import build_decoder
 from connector.decode.base import RegistryUnavailable
 from connector.destinations.base import Destination
@@ -31,6 +31,7 @@ from connector.logs import configure_logging, register_secrets
 from connector.observability import Health, Metrics, ObservabilityServer
 from connector.personalize.quotas import Quotas
 from connector.personalize.sink import PutEventsSink, make_client
+from connector.personalize.tenants import TenantTrackers
 from connector.pipeline.batcher import SessionBatcher
 from connector.pipeline.quota_share import QuotaShare
 from connector.records import TopicPartition
@@ -76,6 +77,13 @@ def _reader_schema(route: AnyRoute, packaged: str | None) -> Path | None:
     return Path(str(importlib.resources.files("avro_schemas") / packaged))
 
 
+def _tenant_trackers(route: AnyRoute) -> TenantTrackers:
+    """What the route's sink must know to tell its own tracker from those records name."""
+    if isinstance(route, EventsRoute | ActionInteractionsRoute):
+        return TenantTrackers(route.tracking_id, route.allowed_tracking_ids)
+    return TenantTrackers()  # a dataset route: no tracker of its own, none named by records
+
+
 def build_routes(settings: Settings, metrics: Metrics, quotas: Quotas | None = None) -> list[Route]:
     """`quotas`: the rate buckets the sinks share (default: new ones)."""
     p, b = settings.personalize, settings.batching
@@ -92,7 +100,7 @@ def build_routes(settings: Settings, metrics: Metrics, quotas: Quotas | None = N
         metrics.quota_share.labels(route.name).set_function(functools.partial(quotas.share, route.name))
         sink = PutEventsSink(client, quotas, metrics=metrics,
                              route=route.name, failure_log_interval_s=p.failure_log_interval_s,
-                             unready_after_s=p.unready_after_s)
+                             unready_after_s=p.unready_after_s, tenants=_tenant_trackers(route))
         routes.append(Route(route.name, list(route.topics), decoder, destination.build(route), sink, route.dlq_topic))
     return routes
 

@@ -31,12 +31,21 @@ class Metrics:
         self.records_consumed = Counter("pkc_records_consumed", "Records polled from Kafka", ["topic"], registry=r)
         self.events_delivered = Counter("pkc_events_delivered", "Events accepted by PutEvents", registry=r)
         self.calls = Counter(
-            "pkc_put_events_calls", "PutEvents calls by outcome (ok, throttled, invalid, transient, systemic)",
+            "pkc_put_events_calls",
+            "PutEvents calls by outcome (ok, throttled, invalid, transient, systemic, unknown_tracker)",
             ["outcome"], registry=r,
         )
         self.retries = Counter("pkc_put_events_retries", "PutEvents calls repeated after a failure", registry=r)
         self.dead_letters = Counter(
             "pkc_dead_letters", "Records written to the dead-letter topic", ["stage", "error_class"], registry=r
+        )
+        # A record may name any tracker: the tracking_id label is the tracker only when an allow-list
+        # (personalize.allowed_tracking_ids) bounds the set, else "other"; never a raw id.
+        self.unknown_tracker_dead_letters = Counter(
+            "pkc_unknown_tracker_dead_letters",
+            "Entries dead-lettered because the service does not know the tracker their record names "
+            "(UnknownTracker), by route and tracker (the tracker only under an allow-list, else 'other')",
+            ["route", "tracking_id"], registry=r,
         )
         self.events_per_call = Histogram(
             "pkc_events_per_call", "Events carried by each successful PutEvents call",

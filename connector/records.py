@@ -100,6 +100,10 @@ class RecordError(Exception):
     """A per-record failure: the record goes to the dead-letter topic with this context."""
 
     stage: Stage = "decode"
+    # The record names a tracker that is not its route's own, and that tracker is the trouble: one
+    # tenant's problem, not the stream's. Its dead letter neither extends nor ends its partition's
+    # run of dead letters (connector.pipeline.dead_letters explains why).
+    tenant_scoped: bool = False
 
     def __init__(self, message: str, *, error_class: str | None = None) -> None:
         super().__init__(message)
@@ -119,5 +123,18 @@ class NotAnUpsert(InvalidEvent):
     """A tombstone or delete marker on an items/users route: PutItems/PutUsers cannot delete."""
 
 
+class TrackerNotAllowed(InvalidEvent):
+    """The record names a tracker outside personalize.allowed_tracking_ids (and not its route's)."""
+
+    tenant_scoped = True
+
+
 class RejectedBySink(RecordError):
     stage: Stage = "send"
+
+
+class UnknownTracker(RejectedBySink):
+    """The service does not know the tracker the record names (ResourceNotFoundException for a
+    tracker other than its route's), still after a short retry."""
+
+    tenant_scoped = True

@@ -166,6 +166,15 @@ class GlueConfig(_Section):
     endpoint_url: str | None = None
 
 
+# Each allowed tracker may become a metric label value (a time series), so the list is kept to a size
+# a Prometheus server is comfortable with.
+MAX_ALLOWED_TRACKING_IDS = 1000
+_AllowedTrackingIds = (
+    Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=MAX_ALLOWED_TRACKING_IDS)]
+    | None
+)
+
+
 class PersonalizeConfig(_Section):
     # Required when kafka.topics is set (the interactions route); routes of items/users need none.
     tracking_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
@@ -181,6 +190,11 @@ class PersonalizeConfig(_Section):
     # Failing calls are logged at the first failure, then at most once per this interval per route
     # (with the count and the last reason), and once more when calls succeed again.
     failure_log_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    # The trackers a record's own trackingId may name, besides its route's tracking_id (always
+    # allowed). None: any. A record naming another one is dead-lettered at validation
+    # (TrackerNotAllowed), before a call is spent on it. Being a bounded set, it is also what lets
+    # pkc_unknown_tracker_dead_letters_total label by tracker; without it no raw id is a label.
+    allowed_tracking_ids: _AllowedTrackingIds = None
 
 
 class BatchingConfig(_Section):
@@ -328,6 +342,7 @@ class EventsRoute(_RouteBase):
     destination: Literal["events"]
     tracking_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None  # default: personalize's
     mapping: MappingConfig = Field(default_factory=MappingConfig)
+    allowed_tracking_ids: _AllowedTrackingIds = None  # default: personalize's
 
 
 class EntityRoute(_RouteBase):
@@ -348,6 +363,7 @@ class ActionInteractionsRoute(_RouteBase):
     destination: Literal["action_interactions"]
     tracking_id: Annotated[str, Field(min_length=1, max_length=256)]
     mapping: ActionInteractionMappingConfig = Field(default_factory=ActionInteractionMappingConfig)
+    allowed_tracking_ids: _AllowedTrackingIds = None  # default: personalize's
 
 
 AnyRoute = EventsRoute | EntityRoute | ActionInteractionsRoute
@@ -429,6 +445,7 @@ class Settings(BaseSettings):
                     reader_schema=self.decode.reader_schema,
                     dlq_topic=self.dlq.topic,
                     max_requests_per_second=self.personalize.max_requests_per_second,
+                    allowed_tracking_ids=self.personalize.allowed_tracking_ids,
                 )
             )
         for route in self.routes:
@@ -443,6 +460,8 @@ class Settings(BaseSettings):
             }
             if isinstance(route, EventsRoute):
                 update["tracking_id"] = route.tracking_id or self.personalize.tracking_id
+            if isinstance(route, EventsRoute | ActionInteractionsRoute) and route.allowed_tracking_ids is None:
+                update["allowed_tracking_ids"] = self.personalize.allowed_tracking_ids
             routes.append(route.model_copy(update=update))
         return routes
 

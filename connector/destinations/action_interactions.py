@@ -12,13 +12,14 @@ to the decoder like any other (which says why it cannot be an interaction).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from connector.config import ActionInteractionMappingConfig, ActionInteractionsRoute
 from connector.destinations.events import derived_event_id
 from connector.destinations.fields import as_id, as_timestamp, collect_properties, compile_path, properties_json
+from connector.destinations.trackers import RecordTrackers
 from connector.personalize import api_model
 from connector.records import Event, InvalidEvent, NotAnUpsert, Request, SourceRecord
 
@@ -45,8 +46,9 @@ class ActionInteractionMapper:
     counts_events = False  # pkc_events_delivered_total counts PutEvents events only
     skips_deletes = False
 
-    def __init__(self, mapping: ActionInteractionMappingConfig, tracking_id: str, route: str) -> None:
-        self._tracking_id_default = tracking_id
+    def __init__(self, mapping: ActionInteractionMappingConfig, tracking_id: str, route: str,
+                 allowed_tracking_ids: Iterable[str] | None = None) -> None:
+        self._trackers = RecordTrackers(tracking_id, allowed_tracking_ids, route)
         self._route = route
         self._event_type_default = mapping.event_type_default
         self._event_id = compile_path(mapping.event_id)
@@ -64,7 +66,7 @@ class ActionInteractionMapper:
                                     api_model.limit(OPERATION, "trackingId"))
 
     def to_event(self, record: Mapping[str, Any], source: SourceRecord) -> Event:
-        tracking_id = as_id(self._tracking_id(record), "trackingId") or self._tracking_id_default
+        tracking_id = self._trackers.tracker(as_id(self._tracking_id(record), "trackingId"))
         body: dict[str, Any] = {
             "actionId": as_id(self._action_id(record), "actionId"),
             "sessionId": as_id(self._session_id(record), "sessionId"),
@@ -103,4 +105,4 @@ class ActionInteractionMapper:
 
 def build(route: ActionInteractionsRoute) -> ActionInteractionMapper:
     """The destination of an `action_interactions` route."""
-    return ActionInteractionMapper(route.mapping, route.tracking_id, route.name)
+    return ActionInteractionMapper(route.mapping, route.tracking_id, route.name, route.allowed_tracking_ids)

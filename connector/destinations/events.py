@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from botocore.model import ListShape, Shape, StructureShape
 
 from connector.config import EventsRoute, MappingConfig
 from connector.destinations.fields import as_id, as_timestamp, collect_properties, compile_path, properties_json
+from connector.destinations.trackers import RecordTrackers
 from connector.personalize import api_model
 from connector.records import Event, InvalidEvent, NotAnUpsert, Request, SourceRecord
 
@@ -94,8 +95,9 @@ class EventMapper:
     counts_events = True  # its entries count in pkc_events_delivered_total too
     skips_deletes = False
 
-    def __init__(self, mapping: MappingConfig, default_tracking_id: str, route: str = "events") -> None:
-        self._default_tracking_id = default_tracking_id
+    def __init__(self, mapping: MappingConfig, default_tracking_id: str, route: str = "events",
+                 allowed_tracking_ids: Iterable[str] | None = None) -> None:
+        self._trackers = RecordTrackers(default_tracking_id, allowed_tracking_ids, route)
         self._route = route
         self._event_type_default = mapping.event_type_default
         self._event_id = compile_path(mapping.event_id)
@@ -115,7 +117,7 @@ class EventMapper:
 
     def to_event(self, record: Mapping[str, Any], source: SourceRecord) -> Event:
         key = SessionKey(
-            tracking_id=as_id(self._tracking_id(record), "trackingId") or self._default_tracking_id,
+            tracking_id=self._trackers.tracker(as_id(self._tracking_id(record), "trackingId")),
             session_id=as_id(self._session_id(record), "sessionId") or "",
             user_id=as_id(self._user_id(record), "userId") or None,  # None or "": an anonymous session
             route=self._route,
@@ -232,4 +234,5 @@ def _without_prefix(message: str) -> str:
 def build(route: EventsRoute) -> EventMapper:
     """The destination of an `events` route."""
     assert route.tracking_id is not None  # checked by Settings
-    return EventMapper(route.mapping, route.tracking_id, route=route.name)
+    return EventMapper(route.mapping, route.tracking_id, route=route.name,
+                       allowed_tracking_ids=route.allowed_tracking_ids)

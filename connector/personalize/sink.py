@@ -5,6 +5,8 @@ was delivered, must be dead-lettered (the service rejected that event), or was a
 worker is stopping; the event stays uncommitted and is redelivered later). Transient failures are
 retried without limit in time, systemic ones (wrong tracker, bad credentials) are retried slowly
 and raise the `systemic` flag so the worker stops reading instead of dead-lettering good events.
+A tracker a record names that the service does not know is that tenant's alone: its entries are
+dead-lettered after a short retry (connector.personalize.tenants) and the route goes on.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from connector.logs import redact
 from connector.observability import Metrics
 from connector.personalize import api_response
 from connector.personalize.ratelimit import AdaptiveRateLimiter
+from connector.personalize.tenants import NOT_FOUND, TenantTrackers, is_not_found
 from connector.records import Batch, Event, RejectedBySink, Request
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ class Failure(Enum):
     TRANSIENT = "transient"
     INVALID = "invalid"
     SYSTEMIC = "systemic"
+    UNKNOWN_TRACKER = "unknown_tracker"  # ResourceNotFoundException for a record's own tracker
 
 
 # Error codes as the service (and AWS's shared error vocabulary) returns them.
@@ -266,6 +270,8 @@ class PutEventsSink:
         route: str = "events",
         failure_log_interval_s: float = 30.0,
         unready_after_s: float = 300.0,
+        tenants: TenantTrackers | None = None,
+        tenant_backoff: Backoff | None = None,
     ) -> None:
         self._client = client
         self.metrics = metrics or Metrics()
@@ -274,6 +280,12 @@ class PutEventsSink:
         self._limits = limits
         self._backoff = backoff or Backoff()
         self._systemic_backoff = systemic_backoff or Backoff(base_s=1.0, cap_s=30.0)
+        # The route's own tracker and the record-named ones it has found unknown. Retries of an
+        # unknown record-named tracker: 4 calls with at most 0.5 + 1 + 1 s between them (about
+        # 1.3 s on average): long enough for a tracker created a moment ago, short enough that a
+        # call slot is not held for long by a tenant that will not get one.
+        self.tenants = tenants or TenantTrackers()
+        self._tenant_backoff = tenant_backoff or Backoff(base_s=0.5, cap_s=1.0)
         self.stop = stop or threading.Event()
         self._sleep = sleep or self.stop.wait
         self._systemic_lock = threading.Lock()
@@ -303,6 +315,10 @@ class PutEventsSink:
         return self.watch.unready_reason()
 
     def _deliver(self, batch: Batch, events: list[Event], outcome: SendOutcome) -> None:
+        tenant = self.tenants.tenant_of(batch.key)  # None: the route's own tracker (or a dataset)
+        if tenant is not None and (age := self.tenants.known_unknown_for(tenant)) is not None:
+            self._reject_unknown(batch, tenant, f"{NOT_FOUND} {age:.0f}s ago; not asked again yet", events, outcome)
+            return
         attempt = 0
         request = batch.key.request([e.body for e in events])
         limiter = self._limits.bucket(request, batch.key.route)
@@ -319,6 +335,8 @@ class PutEventsSink:
             except Exception as exc:
                 self.metrics.call_latency.observe(time.perf_counter() - started)
                 failure = classify(exc)
+                if tenant is not None and is_not_found(exc):
+                    failure = Failure.UNKNOWN_TRACKER  # a record's own tracker: not the route's problem
                 self.metrics.calls.labels(failure.value).inc()
                 if isinstance(exc, api_response.MalformedResponse):
                     self.metrics.malformed_responses.labels(batch.key.route).inc()
@@ -327,6 +345,18 @@ class PutEventsSink:
                     self._clear_systemic()
                     self._bisect(batch, events, exc, outcome)
                     return
+                if tenant is not None and failure is Failure.UNKNOWN_TRACKER:
+                    # Not reported to the watch: these calls are answered, and what they mean is
+                    # logged once per finding, not as a failure to retry until it succeeds.
+                    attempt += 1
+                    if attempt >= self.tenants.attempts:
+                        self._found_unknown(batch, tenant, exc, events, outcome)
+                        return
+                    self._sleep(self._tenant_backoff.delay(attempt - 1))
+                    if self.stop.is_set():
+                        outcome.abandoned.extend(events)
+                        return
+                    continue
                 self.watch.failed(failure, _reason(exc))
                 if failure is Failure.THROTTLED:
                     limiter.on_throttled()
@@ -365,6 +395,22 @@ class PutEventsSink:
         middle = len(events) // 2
         self._deliver(batch, events[:middle], outcome)
         self._deliver(batch, events[middle:], outcome)
+
+    def _found_unknown(self, batch: Batch, tenant: str, exc: Exception, events: list[Event],
+                       outcome: SendOutcome) -> None:
+        self.tenants.found_unknown(tenant)
+        reason = _reason(exc)
+        log.warning(
+            "route %s: the service does not know the tracker %r that records name (%s, %d calls); "
+            "dead-lettering its records as UnknownTracker, and asking again in %.0fs",
+            batch.key.route, tenant, reason, self.tenants.attempts, self.tenants.remember_s,
+        )
+        self._reject_unknown(batch, tenant, reason, events, outcome)
+
+    def _reject_unknown(self, batch: Batch, tenant: str, why: str, events: list[Event], outcome: SendOutcome) -> None:
+        error = self.tenants.rejection(tenant, why)
+        outcome.rejected.extend((event, error) for event in events)
+        self.metrics.unknown_tracker_dead_letters.labels(batch.key.route, self.tenants.label(tenant)).inc(len(events))
 
     def _set_systemic(self, reason: str) -> None:
         with self._systemic_lock:

@@ -6,7 +6,8 @@ before, so a letter that fails to be written never lets a commit pass its record
 letters stop being the answer, the partition stalls instead (rewound, retried later, /readyz
 false): a run of `max_consecutive_failures` letters in a row or more than `max_failure_ratio`
 of the last `failure_ratio_window` records (more likely a wrong mapping or a broken producer than
-bad records), or a letter even the dead-letter topic refuses. Without a dead-letter topic the
+bad records), or a letter even the dead-letter topic refuses. Letters about one tenant's tracker
+(UnknownTracker, TrackerNotAllowed) never stall a partition other tenants share. Without a dead-letter topic the
 worker stops without committing past the record: nothing disappears silently.
 """
 
@@ -19,7 +20,7 @@ from connector.dlq import DeadLetterRefused, DeadLetterWriter
 from connector.logs import redact
 from connector.observability import Metrics
 from connector.pipeline.flow import FlowControl
-from connector.pipeline.partitions import Partitions
+from connector.pipeline.partitions import Partitions, PartitionState
 from connector.pipeline.settings import WorkerSettings
 from connector.records import Event, RecordError, SourceRecord
 from connector.routes import RouteTable
@@ -60,16 +61,8 @@ class DeadLetterPolicy:
         state = self._partitions.get(tp)
         if state is None:
             return True  # not ours any more: the new owner decides about it
-        ratio, limit = self._partitions.failure_ratio, self._settings.max_consecutive_failures
-        if limit and state.consecutive_failures >= limit:
-            self._stall(record, error, "consecutive_failures")
+        if not error.tenant_scoped and not self._within_limits(record, error, state):
             return False
-        if ratio.exceeded_by_one_more_failure(tp):
-            self._stall(record, error, "failure_ratio")
-            return False
-        state.consecutive_failures += 1
-        ratio.record(tp, True)
-        state.last_dead_letter = max(record.offset, state.last_dead_letter)
         log.warning(
             "dead-lettering %s (%s/%s): %s", record.position(), error.stage, error.error_class, redact(error.message)
         )
@@ -96,6 +89,30 @@ class DeadLetterPolicy:
                 self._partitions.leave(rec)
 
         self._writer.send(record, error, acked, topic=topic)
+        return True
+
+    def _within_limits(self, record: SourceRecord, error: RecordError, state: PartitionState) -> bool:
+        """Count the letter in its partition's run and failure ratio; False if it stalled instead.
+
+        A tenant-scoped letter (UnknownTracker, TrackerNotAllowed) is not counted at all (handle
+        skips this): it says one tenant's tracker is unknown or not allowed, which is neither a
+        broken stream nor fixed by waiting, and its records may be the most of a partition that
+        other tenants share: stalling it would hold their records too. So such letters neither
+        extend a run (nor the ratio) nor end one. The one thing lost is the alarm for a mapping
+        that reads the tracker from the wrong field; pkc_unknown_tracker_dead_letters_total and
+        pkc_dead_letters_total{error_class} show it, and allowed_tracking_ids stops it at validation.
+        """
+        tp = record.tp
+        ratio, limit = self._partitions.failure_ratio, self._settings.max_consecutive_failures
+        if limit and state.consecutive_failures >= limit:
+            self._stall(record, error, "consecutive_failures")
+            return False
+        if ratio.exceeded_by_one_more_failure(tp):
+            self._stall(record, error, "failure_ratio")
+            return False
+        state.consecutive_failures += 1
+        ratio.record(tp, True)
+        state.last_dead_letter = max(record.offset, state.last_dead_letter)
         return True
 
     def passed(self, record: SourceRecord) -> None:

@@ -5,9 +5,12 @@ dead-letter topic refuses. A stalled partition is never committed past its stall
 
 from __future__ import annotations
 
+from typing import Any
+
 from fixtures.inmemory import InMemoryDeadLetters, WorkerHarness
 
-from connector.records import TopicPartition
+from connector.personalize.sink import SendOutcome
+from connector.records import Batch, Event, SourceRecord, TopicPartition, TrackerNotAllowed, UnknownTracker
 
 TP = TopicPartition("interactions", 0)
 
@@ -125,3 +128,49 @@ def test_a_late_refusal_after_a_stall_does_not_move_the_stall_point_forward() ->
     assert h.dlq.offsets == [1, 2, 1, 2]
     assert all(letter.answered for letter in h.dlq.letters)
     assert h.shutdown() == 0
+
+
+def _tenants(h: WorkerHarness) -> None:
+    """b"stranger" names a tracker outside the allow-list (dead-lettered at validation); the
+    service does not know the tracker of b"unknown" (dead-lettered by the sink)."""
+    mapped = h.codec.to_event
+
+    def to_event(record: dict[str, Any], source: SourceRecord) -> Event:
+        if record["value"] == b"stranger":
+            raise TrackerNotAllowed("trackingId: 'stranger' is not allowed")
+        return mapped(record, source)
+
+    def send(batch: Batch) -> SendOutcome:
+        unknown = [e for e in batch.events if e.record.value == b"unknown"]
+        return SendOutcome(batch, delivered=[e for e in batch.events if e not in unknown], calls=1,
+                           rejected=[(e, UnknownTracker("trackingId 'unknown': unknown")) for e in unknown])
+
+    h.codec.to_event = to_event  # type: ignore[method-assign]
+    h.sink.default = send
+
+
+def test_a_run_of_one_tenants_tracker_letters_never_stalls_a_partition_other_tenants_share() -> None:
+    # A run limit of 3 and a ratio of 0.5 over 10: each would stall at once on ordinary dead letters.
+    h = WorkerHarness(max_consecutive_failures=3, max_failure_ratio=0.5, failure_ratio_window=10,
+                      poll_batch_size=100)
+    _tenants(h)
+    values = [b"unknown"] * 12 + [b"stranger"] * 6 + [b"ok"] + [b"unknown", b"stranger"] * 5 + [b"ok"]
+    h.source.produce(TP, *values)
+    h.source.assign(TP)
+    h.run_until(lambda: h.source.committed_offset(TP) == len(values))
+    assert h.dlq is not None and sorted(h.dlq.offsets) == [i for i, v in enumerate(values) if v != b"ok"]
+    assert h.worker.health.stalled == 0 and not h.worker.health.stall_reasons
+    assert h.sink.sent_offsets().count(18) == 1 and not h.source.seeks
+    assert h.metric("pkc_dead_letters_total", stage="send", error_class="UnknownTracker") == 17
+    assert h.metric("pkc_dead_letters_total", stage="validate", error_class="TrackerNotAllowed") == 11
+
+
+def test_one_tenants_tracker_letters_neither_extend_nor_end_a_run_of_other_dead_letters() -> None:
+    h = WorkerHarness(max_consecutive_failures=3, stall_retry_s=60.0)
+    _tenants(h)
+    h.source.produce(TP, b"bad", b"bad", b"stranger", b"stranger", b"bad", b"bad")
+    h.source.assign(TP)
+    h.step(4)
+    # Counted, the strangers would have stalled at 2; ending the run, nothing would stall.
+    assert h.dlq is not None and h.dlq.offsets == [0, 1, 2, 3, 4]
+    assert h.worker.health.stall_reasons == {str(TP): "consecutive_failures"} and (TP, 5) in h.source.seeks
