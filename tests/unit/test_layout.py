@@ -87,3 +87,10 @@ def test_no_class_is_longer_than_300_lines(path: Path) -> None:
 
 def test_the_worker_loop_fits_on_a_screen_or_two() -> None:
     assert len((ROOT / "worker.py").read_text(encoding="utf-8").splitlines()) <= 250
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    """The test directories are not packages, so pytest imports each file by its base name: a
+    second tests/*/test_x.py is an import error at collection (which -n 2 reports as one ERROR)."""
+    names = [p.name for p in (ROOT.parent / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
