@@ -131,6 +131,8 @@ class Worker:
         publish(self.metrics, self.health, partitions=self._partitions, paused=len(self._flow.paused),
                 routes=self._routes, missing_topics=self._topics.missing)
         records = self._source.poll(self.settings.poll_batch_size, self._poll_timeout(now, held))
+        if self._share is not None:  # before a new assignment's first records are sent
+            self._share.check(self._partitions.assigned)
         if records:
             self._progress.active()
             now = self._clock()
@@ -147,8 +149,6 @@ class Worker:
         if self._committer.due():
             self._committer.commit()
         self._topics.check_if_due()
-        if self._share is not None:  # after the rebalances this poll delivered
-            self._share.check(self._partitions.assigned)
 
     def _poll_timeout(self, now: float, held: bool) -> float:
         if held or self._dispatch.outcomes_ready():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import bisect
 import logging
 import random
+from typing import Any
 
 import pytest
-from fixtures.inmemory import FakeClock, InMemorySource
+from fixtures.inmemory import FakeClock, InMemorySource, deliver
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -193,3 +194,24 @@ def test_over_the_group_the_shares_add_up_to_the_quota(members: int, clicks: int
         share.check(held)
         total += bucket.quota if held else 0.0
     assert total == pytest.approx(100.0)
+
+
+def test_a_new_assignment_is_sent_at_its_share_from_its_first_call() -> None:
+    """The share is set between the poll that brought the assignment and the intake of its
+    records: the first calls of a joining member never go out at the whole quota."""
+    from fixtures.inmemory import WorkerHarness
+
+    quotas = Quotas({"events": 60.0})
+    h = WorkerHarness(quotas=quotas)
+    h.source.partitions = {"interactions": 3}
+    seen: list[float] = []
+
+    def answer(batch: Any) -> Any:
+        seen.append(quotas.share("events"))
+        return deliver(batch)
+
+    h.sink.default = answer
+    h.source.produce(TopicPartition("interactions", 0), b"ok")
+    h.source.assign(TopicPartition("interactions", 0))
+    h.step(2)
+    assert seen == [pytest.approx(1 / 3)]
