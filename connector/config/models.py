@@ -149,8 +149,8 @@ class DecodeConfig(_Section):
     max_nesting_depth: Annotated[int, Field(ge=1, le=200)] = 64
     # json_schema: check each value against the JSON Schema its producer registered (SchemaMismatch
     # when it does not match). On by default because it is cheap: the schema is compiled once per
-    # id (fastjsonschema) and checking a typical event costs about what parsing it does (figures in
-    # bench/decode_cost.py).
+    # id (fastjsonschema) and a typical event is checked in ~3 us; decode + map validated stays
+    # below Avro's (bench/json_decode_cost.py).
     validate_json_schema: bool = True
 
     # A field validator (not a model validator) so the error is reported at decode.writer_schema.
