@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,13 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import avro_schemas
-from connector.config import MappingConfig
+from connector.app import build_worker
+from connector.config import ConfigError, MappingConfig, Settings, load_settings
 from connector.decode import (
     ConfluentWireDecoder,
     JsonSchemaWireDecoder,
     PlainJsonDecoder,
     RegistryUnavailable,
     SchemaNotYetKnown,
+    build_decoder,
     load_schema,
 )
 from connector.decode.base import canonical_schema_text
@@ -267,3 +271,29 @@ def test_json_schema_never_raises_anything_but_decode_error_or_registry_unavaila
     for value in (framed(schema_id, body), body):
         with contextlib.suppress(DecodeError, RegistryUnavailable):
             dec.decode(value)
+
+
+# ------------------------------------------------------------------ configuration and the factory
+
+_MINIMAL = "kafka: {bootstrap_servers: 'k:9092', group_id: g, topics: [t]}\npersonalize: {tracking_id: tr}\n"
+
+
+def _settings(tmp_path: Path, decode: str) -> Settings:
+    path = tmp_path / "c.yaml"
+    path.write_text(_MINIMAL + f"decode: {decode}\n")
+    return load_settings(path, env={})
+
+
+def test_build_decoder_builds_the_json_decoders(tmp_path: Path) -> None:
+    assert isinstance(build_decoder(_settings(tmp_path, "{format: json}")), PlainJsonDecoder)
+    settings = _settings(tmp_path, "{format: json_schema, validate_json_schema: false}")
+    assert settings.decode.validate_json_schema is False
+    assert isinstance(build_decoder(settings, registry_client=object()), JsonSchemaWireDecoder)
+    with pytest.raises(ValueError, match="'json_schema' needs a schema registry client"):
+        build_decoder(settings)
+
+
+def test_json_schema_without_a_registry_url_is_a_config_error(tmp_path: Path) -> None:
+    expected = "schema_registry.url: is required when decode.format is 'json_schema'"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        build_worker(_settings(tmp_path, "{format: json_schema}"))
