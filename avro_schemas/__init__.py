@@ -1,4 +1,4 @@
-"""Avro schemas of the records the connector reads, shipped with the package as data."""
+"""Schemas of the records the connector reads (Avro, and one JSON Schema twin), shipped as data."""
 
 from importlib.resources import files
 
@@ -7,6 +7,8 @@ ITEM = "item.avsc"
 USER = "user.avsc"
 ACTION = "action.avsc"
 ACTION_INTERACTION = "action_interaction.avsc"
+# The JSON Schema equivalent of INTERACTION_EVENT, for JSON Schema topics (decode.format json_schema).
+INTERACTION_EVENT_JSON_SCHEMA = "interaction_event.schema.json"
 
 
 def read(name: str = INTERACTION_EVENT) -> str:

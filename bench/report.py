@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -489,6 +490,7 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
         w("Not run.")
         w("")
 
+    _decode_section(r.get("decode"), w)
     w("## Reproducing")
     w("")
     w("```sh")
@@ -499,13 +501,44 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
     w("")
     w("Other knobs: `BENCH_SEED`, `BENCH_BASELINE_EVENTS`, `BENCH_LIVE_EVENTS`, `BENCH_LIVE_SECONDS`, "
       "`BENCH_RSS_EVENTS`, `BENCH_PARTITIONS`, `BENCH_STAGES` (comma list of throughput, linger, quota, "
-      "group_quota, profile, rss), `BENCH_NO_PIN=1`, `BENCH_WORK_DIR` (default `$TMPDIR/pkc-bench`: configs, logs, "
+      "group_quota, profile, rss, decode), `BENCH_NO_PIN=1`, `BENCH_WORK_DIR` (default `$TMPDIR/pkc-bench`: "
+      "configs, logs, "
       "results.json, the profile), `BENCH_KAFKA_PORT` / `BENCH_KAFKA_CONTROLLER_PORT` / `BENCH_REGISTRY_PORT` "
       "(default 39292 / 39293 / 38281), or `BENCH_KAFKA_BOOTSTRAP` + `BENCH_SCHEMA_REGISTRY_URL` to use a "
       "running stack. The runner starts its own local stack and emulators and stops them at the end, also on "
       "failure. `python -m bench.report RESULTS.json` re-renders this page from a saved run.")
     w("")
     return "\n".join(out)
+
+
+def _decode_section(rows: list[dict[str, Any]] | None, w: Callable[[str], None]) -> None:
+    """Section 6: decode (+ map) cost per value format, and the JSON parser and validator candidates."""
+    w("## 6. Decode cost per value format")
+    w("")
+    if not rows:
+        w("Not run.")
+        w("")
+        return
+    w("In memory, no Kafka (`bench/json_decode_cost.py`, best of 7 runs of 20,000 records, µs per record): "
+      "the connector's decoder alone and followed by the EventMapper, for the same event in each format.")
+    w("")
+    w("| format | decode µs | decode + map µs |")
+    w("|---|---|---|")
+    for row in (r for r in rows if "format" in r):
+        w(f"| {row['format']} | {row['decode_us']:.2f} | {row['decode_and_map_us']:.2f} |")
+    w("")
+    w("The JSON parser was chosen by this measurement (µs per value):")
+    w("")
+    w("| value | bytes | json | orjson | msgspec |")
+    w("|---|---|---|---|---|")
+    for row in (r for r in rows if "parser" in r):
+        w(f"| {row['parser']} | {row['bytes']:,} | {row['json']:.2f} | {row['orjson']:.2f} | {row['msgspec']:.2f} |")
+    w("")
+    for row in (r for r in rows if "validator" in r):
+        w(f"Checking a typical event against its JSON Schema: {row['fastjsonschema']:.2f} µs compiled "
+          f"(fastjsonschema, what `decode.validate_json_schema` uses), {row['jsonschema']:.2f} µs interpreted "
+          "(jsonschema).")
+        w("")
 
 
 def intro(docs: Path) -> str:

@@ -17,7 +17,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from bench import group_quota, stages
+from bench import group_quota, json_decode_cost, stages
 from bench.procs import Cleanup, pin_pid, start_emulator, start_stack
 from bench.report import write_page
 from bench.settings import BenchSettings, command_line, machine_facts
@@ -57,6 +57,9 @@ def run(s: BenchSettings) -> dict[str, Any]:
             results["profile"] = stages.stage_profile(ctx, results.get("throughput"))
         if s.wants("rss"):
             results["rss"] = stages.stage_rss(ctx)
+        if s.wants("decode"):
+            # In-memory, no stack needed; last, so the stack's processes are idle by now.
+            results["decode"] = json_decode_cost.measure()
     finally:
         results["elapsed_s"] = time.time() - started
         results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -57,7 +57,7 @@ class BenchSettings:
     registry_url: str | None = None
     work_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "pkc-bench")
     docs: Path = REPO_ROOT / "docs" / "benchmarks.md"
-    stages: tuple[str, ...] = ("throughput", "linger", "quota", "group_quota", "profile", "rss")
+    stages: tuple[str, ...] = ("throughput", "linger", "quota", "group_quota", "profile", "rss", "decode")
     # The connector's personalize.http_client in every run (BENCH_HTTP_CLIENT=boto3 for the default).
     http_client: str = "lean"
 

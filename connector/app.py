@@ -128,8 +128,9 @@ def build_worker(
     `wrap_destination`: applied to every route's destination (a replay maps with the original positions)."""
     k, b = settings.kafka, settings.batching
     metrics = metrics or Metrics()
-    if settings.decode.format == "confluent" and not settings.schema_registry.url:
-        raise ConfigError("schema_registry.url: is required when decode.format is 'confluent' (the default)")
+    if settings.decode.format in ("confluent", "json_schema") and not settings.schema_registry.url:
+        raise ConfigError(f"schema_registry.url: is required when decode.format is '{settings.decode.format}'"
+                          + (" (the default)" if settings.decode.format == "confluent" else ""))
     quotas = route_quotas(settings.effective_routes())
     routes = build_routes(settings, metrics, quotas)
     if wrap_destination is not None:

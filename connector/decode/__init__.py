@@ -14,13 +14,17 @@ from connector.decode.base import (
 )
 from connector.decode.confluent_wire import ConfluentWireDecoder, SchemaNotFound
 from connector.decode.glue_wire import GlueWireDecoder, SchemaVersionNotFound, glue_client
+from connector.decode.json_schema_wire import JsonSchemaWireDecoder
+from connector.decode.json_value import PlainJsonDecoder
 from connector.decode.plain import PlainAvroDecoder
 
 __all__ = [
     "ConfluentWireDecoder",
     "Decoder",
     "GlueWireDecoder",
+    "JsonSchemaWireDecoder",
     "PlainAvroDecoder",
+    "PlainJsonDecoder",
     "RegistryUnavailable",
     "SchemaNotFound",
     "SchemaNotYetKnown",
@@ -33,7 +37,7 @@ __all__ = [
 def build_decoder(settings: Any, registry_client: Any = None, glue: Any = None) -> Decoder:
     """The decoder `settings.decode` asks for (`settings` is connector.config.Settings).
 
-    `registry_client` is a confluent_kafka SchemaRegistryClient, required for format "confluent".
+    `registry_client` is a confluent_kafka SchemaRegistryClient, required for "confluent" and "json_schema".
     `glue` is a boto3 glue client for format "glue"; None builds one from `settings.glue`
     (region defaulting to `personalize.region`).
     """
@@ -42,6 +46,8 @@ def build_decoder(settings: Any, registry_client: Any = None, glue: Any = None) 
     depth = getattr(settings.decode, "max_nesting_depth", MAX_NESTING_DEPTH)
     if fmt == "plain":
         return PlainAvroDecoder(load_schema(settings.decode.writer_schema), reader, max_nesting_depth=depth)
+    if fmt == "json":
+        return PlainJsonDecoder(reader, max_nesting_depth=depth)
     retry_s = getattr(settings.decode, "unknown_schema_retry_s", UNKNOWN_SCHEMA_RETRY_S)
     options = {"unknown_schema_retry_s": retry_s, "max_nesting_depth": depth}
     if fmt == "glue":
@@ -52,5 +58,8 @@ def build_decoder(settings: Any, registry_client: Any = None, glue: Any = None) 
             glue = glue_client(region, getattr(section, "endpoint_url", None))
         return GlueWireDecoder.from_client(glue, reader, registry_name=registry_name, **options)
     if registry_client is None:
-        raise ValueError("decode.format 'confluent' needs a schema registry client")
+        raise ValueError(f"decode.format '{fmt}' needs a schema registry client")
+    if fmt == "json_schema":
+        validate = getattr(settings.decode, "validate_json_schema", True)
+        return JsonSchemaWireDecoder.from_registry(registry_client, reader, validate=validate, **options)
     return ConfluentWireDecoder.from_registry(registry_client, reader, **options)

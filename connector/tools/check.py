@@ -207,8 +207,8 @@ def check_registry(settings: Settings, timeout_s: float) -> list[CheckResult]:
     from connector.app import registry_client
 
     sr = settings.schema_registry
-    if settings.decode.format == "plain":
-        return [CheckResult("schema_registry", "PASS", "not used (decode.format is 'plain')")]
+    if settings.decode.format in ("plain", "json"):
+        return [CheckResult("schema_registry", "PASS", f"not used (decode.format is '{settings.decode.format}')")]
     if not sr.url:
         return [CheckResult("schema_registry", "FAIL",
                             "schema_registry.url is required when decode.format is 'confluent'")]

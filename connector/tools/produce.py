@@ -1,4 +1,5 @@
-"""Produce sample traffic to Kafka in Confluent Avro wire format: interactions (from
+"""Produce sample traffic to Kafka in Confluent Avro wire format (or, with `--format`, as JSON or
+Confluent JSON Schema: connector.tools.json_traffic): interactions (from
 `connector.tools.workload`) or, with `--kind`, items, users, actions or action interactions (from
 `connector.tools.samples`).
 
@@ -63,7 +64,7 @@ class ProduceError(RuntimeError):
 @dataclass(slots=True)
 class ProduceSummary:
     topic: str
-    schema_id: int
+    schema_id: int | None  # None: plain JSON, no schema registered
     produced: int = 0
     good: int = 0
     bad: dict[str, int] = field(default_factory=dict)
@@ -123,6 +124,7 @@ def produce(
     total: int | None = None,
     clients: KafkaClients | None = None,
     schema: str = SCHEMA_FILE,
+    value_format: str = "avro",
 ) -> ProduceSummary:
     """Produce `records` to `topic`, wait for every delivery, and raise ProduceError on any failure.
 
@@ -130,13 +132,14 @@ def produce(
     `clients` (the connector's factory, which `produce` on the command line uses): the producer is
     built by it, from `kafka.config` and `kafka.msk_iam_region`, instead of `bootstrap` and `extra_config`.
     `schema`: the packaged schema the records' values are written with (see connector.tools.samples).
+    `value_format`: "avro" (Confluent wire format), "json" (plain JSON objects, `registry_url` unused) or
+    "json_schema" (Confluent JSON Schema wire format with the packaged interaction-event JSON Schema).
     The progress bar shows only when `progress` is true and stderr is a terminal (or rich is forced
     with FORCE_TERMINAL=1); `total` sizes it (default: len(records) when records is Sized).
     """
     from confluent_kafka import KafkaError, Producer
 
-    schema_id = register_schema(registry_url, f"{topic}-value", registry_config, schema)
-    encode = make_encoder(schema_id, schema)
+    schema_id, encode = _encoder(value_format, registry_url, f"{topic}-value", registry_config, schema)
 
     errors: list[str] = []
     n_failed = 0
@@ -215,6 +218,24 @@ def produce(
     return summary
 
 
+def _encoder(value_format: str, registry_url: str, subject: str, registry_config: Mapping[str, Any] | None,
+             schema: str) -> tuple[int | None, Callable[[SampleRecord], bytes]]:
+    """The schema id registered for `value_format` (None: plain JSON) and the records' encoder."""
+    if value_format == "avro":
+        schema_id = register_schema(registry_url, subject, registry_config, schema)
+        return schema_id, make_encoder(schema_id, schema)
+    from connector.tools.json_traffic import make_json_encoder, register_json_schema
+
+    if value_format == "json":
+        return None, make_json_encoder(None)
+    if value_format == "json_schema":
+        if schema != SCHEMA_FILE:
+            raise ValueError("--format json_schema has a packaged JSON Schema for interactions only")
+        schema_id = register_json_schema(registry_url, subject, registry_config)
+        return schema_id, make_json_encoder(schema_id)
+    raise ValueError(f"unknown value format {value_format!r}")
+
+
 def _progress_bar(enabled: bool) -> Progress | None:
     if not enabled:
         return None
@@ -251,7 +272,7 @@ def summary_table(summary: ProduceSummary) -> Any:
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("topic", summary.topic)
-    table.add_row("schema id", str(summary.schema_id))
+    table.add_row("schema id", "none (plain JSON)" if summary.schema_id is None else str(summary.schema_id))
     table.add_row("records produced", f"{summary.produced:,}")
     table.add_row("good events", f"{summary.good:,}")
     table.add_row("bad records", f"{summary.bad_total:,}")
@@ -289,9 +310,13 @@ def run_from_cli(args: argparse.Namespace) -> int:
     if topic.startswith("^"):
         err.print(f"[red]the config's first topic {topic!r} is a regex; pass --topic NAME[/red]")
         return 2
-    registry_url = settings.schema_registry.url
-    if not registry_url:
-        err.print("[red]schema_registry.url is required to produce Avro records[/red]")
+    value_format: str = getattr(args, "format", "avro")
+    registry_url = settings.schema_registry.url or ""
+    if not registry_url and value_format != "json":
+        err.print(f"[red]schema_registry.url is required to produce {value_format} records[/red]")
+        return 2
+    if value_format == "json_schema" and kind.schema != SCHEMA_FILE:
+        err.print("[red]--format json_schema produces interactions only (its JSON Schema is packaged)[/red]")
         return 2
     records = kind.generate(args.events, args.sessions, args.seed, args.bad_ratio)
     try:
@@ -304,6 +329,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
             total=args.events,
             clients=KafkaClients.from_settings(settings),
             schema=kind.schema,
+            value_format=value_format,
         )
     except (ProduceError, KafkaAuthError) as exc:
         err.print(f"[red]produce failed: {exc}[/red]", highlight=False)

@@ -323,7 +323,7 @@ def test_the_canonical_schema_is_decoded_as_before() -> None:
     dec = ConfluentWireDecoder(lambda _id: canonical_schema_text(), load_schema(None))
     out = dec.decode(_framed(_avro(CANONICAL, _canonical_event())))
     assert out["sentAt"] == dt.datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=dt.UTC)
-    writer = dec._writers[1]
+    writer = dec.writer_for(1)
     assert writer.reader is None and writer.scan_limit is None
 
 
