@@ -7,7 +7,6 @@ and compared with the reader schema once, so a record costs a dict lookup plus f
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,18 +18,15 @@ from connector.decode.base import (
     UNKNOWN_SCHEMA_RETRY_S,
     RegistryUnavailable,
     Schema,
-    UnknownIds,
     WriterSchema,
     prepare_reader,
     prepare_writer,
 )
+from connector.decode.registry_cache import RegistrySchemas
 from connector.records import DecodeError
 
 MAGIC_BYTE = 0
 HEADER_SIZE = 5
-# After the registry failed to answer, fail fast for this long instead of asking again for every
-# partition's next record: each attempt can block the poll loop for seconds.
-OUTAGE_BACKOFF_S = 5.0
 
 
 class SchemaNotFound(LookupError):
@@ -59,15 +55,11 @@ class ConfluentWireDecoder:
         max_nesting_depth: int = MAX_NESTING_DEPTH,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._fetch = fetch_schema
         self._reader = prepare_reader(reader_schema)
         self._max_depth = max_nesting_depth
-        self._writers: dict[int, WriterSchema] = {}
-        self._unknown = UnknownIds(unknown_schema_retry_s, _unknown_id, lambda sid: f"schema id {sid}", clock)
-        self._clock = clock
-        self._outage_until = 0.0  # monotonic time until which the registry is taken as down
-        self._outage: RegistryUnavailable | None = None
-        self._lock = threading.Lock()  # decoders may be shared by threads; fetch each id once
+        self._schemas = RegistrySchemas(fetch_schema, self._parse_writer,
+                                        unknown_schema_retry_s=unknown_schema_retry_s, clock=clock)
+        self._writers = self._schemas.prepared  # id -> WriterSchema, what tests inspect
 
     @classmethod
     def from_registry(cls, client: Any, reader_schema: Schema, **options: Any) -> ConfluentWireDecoder:
@@ -75,43 +67,8 @@ class ConfluentWireDecoder:
         return cls(registry_fetcher(client), reader_schema, **options)
 
     def decode(self, value: bytes | None) -> dict[str, Any]:
-        if not value:
-            raise DecodeError("record value is empty (a tombstone?)", error_class="EmptyValue")
-        if value[0] != MAGIC_BYTE:
-            raise DecodeError(f"first byte is 0x{value[0]:02x}, expected the Confluent magic byte 0x00",
-                              error_class="WrongMagicByte")
-        if len(value) < HEADER_SIZE:
-            raise DecodeError(f"value has {len(value)} bytes; the Confluent header alone has {HEADER_SIZE}",
-                              error_class="Truncated")
-        schema_id = int.from_bytes(value[1:HEADER_SIZE], "big")
-        writer = self._writers.get(schema_id) or self._load(schema_id)
-        return writer.read(value, HEADER_SIZE)
-
-    def _load(self, schema_id: int) -> WriterSchema:
-        with self._lock:
-            cached = self._writers.get(schema_id)
-            if cached is not None:
-                return cached
-            self._unknown.check(schema_id)
-            if self._outage is not None and self._clock() < self._outage_until:
-                raise RegistryUnavailable(f"schema id {schema_id}: the registry was unavailable moments ago "
-                                          f"({self._outage})")
-            try:
-                text = self._fetch(schema_id)
-            except LookupError:
-                raise self._unknown.missed(schema_id) from None
-            except DecodeError:
-                raise
-            except Exception as exc:
-                outage = exc if isinstance(exc, RegistryUnavailable) else RegistryUnavailable(
-                    f"schema id {schema_id}: {type(exc).__name__}: {exc}")
-                self._outage, self._outage_until = outage, self._clock() + OUTAGE_BACKOFF_S
-                raise outage from exc
-            self._outage = None
-            self._unknown.found(schema_id)
-            writer = self._parse_writer(schema_id, text)
-            self._writers[schema_id] = writer
-            return writer
+        framed, schema_id = read_header(value)
+        return self._schemas.get(schema_id).read(framed, HEADER_SIZE)
 
     def _parse_writer(self, schema_id: int, text: str) -> WriterSchema:
         try:
@@ -122,8 +79,17 @@ class ConfluentWireDecoder:
                               error_class="IncompatibleSchema") from None
 
 
-def _unknown_id(message: str) -> DecodeError:
-    return DecodeError(message, error_class="UnknownSchemaId")
+def read_header(value: bytes | None) -> tuple[bytes, int]:
+    """The value and its schema id when it is Confluent-framed; DecodeError when it is not."""
+    if not value:
+        raise DecodeError("record value is empty (a tombstone?)", error_class="EmptyValue")
+    if value[0] != MAGIC_BYTE:
+        raise DecodeError(f"first byte is 0x{value[0]:02x}, expected the Confluent magic byte 0x00",
+                          error_class="WrongMagicByte")
+    if len(value) < HEADER_SIZE:
+        raise DecodeError(f"value has {len(value)} bytes; the Confluent header alone has {HEADER_SIZE}",
+                          error_class="Truncated")
+    return value, int.from_bytes(value[1:HEADER_SIZE], "big")
 
 
 def registry_fetcher(client: Any) -> Callable[[int], str]:
