@@ -7,6 +7,7 @@ ITEM = "item.avsc"
 USER = "user.avsc"
 ACTION = "action.avsc"
 ACTION_INTERACTION = "action_interaction.avsc"
+INTERACTION_EVENT_PROTO = "interaction_event.proto"
 
 
 def read(name: str = INTERACTION_EVENT) -> str:

@@ -130,6 +130,8 @@ def build_worker(
     metrics = metrics or Metrics()
     if settings.decode.format == "confluent" and not settings.schema_registry.url:
         raise ConfigError("schema_registry.url: is required when decode.format is 'confluent' (the default)")
+    if settings.decode.format == "protobuf" and not settings.schema_registry.url:
+        raise ConfigError("schema_registry.url: is required when decode.format is 'protobuf'")
     quotas = route_quotas(settings.effective_routes())
     routes = build_routes(settings, metrics, quotas)
     if wrap_destination is not None:

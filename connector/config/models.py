@@ -129,7 +129,8 @@ class SchemaRegistryConfig(_Section):
 
 class DecodeConfig(_Section):
     # confluent: Schema Registry wire format; glue: AWS Glue Schema Registry; plain: schemaless Avro.
-    format: Literal["confluent", "plain", "glue"] = "confluent"
+    # protobuf: Confluent's Protobuf wire format, .proto from the registry (reader_schema unused).
+    format: Literal["confluent", "plain", "glue", "protobuf"] = "confluent"
     # None means the packaged avro_schemas/interaction_event.avsc.
     reader_schema: FilePath | None = None
     # The fixed writer schema of schemaless ("plain") values.
