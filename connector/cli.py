@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind", choices=SAMPLE_KINDS, default="interactions",
         help="what to produce, with its packaged schema (default interactions)",
     )
+    produce.add_argument(
+        "--format", choices=("avro", "json", "json_schema", "protobuf"), default="avro",
+        help="value encoding: avro (default), or protobuf (Confluent's framing, interactions only)",
+    )
     produce.add_argument("--sessions", type=int, metavar="S")
     produce.add_argument("--bad-ratio", type=float, default=0.0, metavar="R")
     produce.add_argument("--seed", type=int, default=7)

@@ -10,6 +10,8 @@ sidesteps the serializer's default "associated" subject-name lookup, an extra re
 that older registries 404.
 Bad records go out exactly as the generator labelled them, so the connector's dead-letter path
 can be exercised and counted.
+`--format protobuf` (interactions only): the packaged interaction_event.proto is registered instead
+and values are Confluent's Protobuf framing of InteractionEvent messages; bad records the same.
 """
 
 from __future__ import annotations
@@ -80,14 +82,42 @@ class ProduceSummary:
 
 
 def register_schema(
-    registry_url: str, subject: str, registry_config: Mapping[str, Any] | None = None, schema: str = SCHEMA_FILE
+    registry_url: str, subject: str, registry_config: Mapping[str, Any] | None = None, schema: str = SCHEMA_FILE,
+    wire_format: str = "avro",
 ) -> int:
-    """Register the packaged `schema` (default: the canonical one) under `subject` (idempotent); its id."""
+    """Register the packaged `schema` (default: the canonical one) under `subject` (idempotent); its id.
+
+    `wire_format` "protobuf" registers the packaged interaction_event.proto instead.
+    """
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
     # new_client() also understands "mock://" URLs, which the unit tests use.
     client = SchemaRegistryClient.new_client({**(registry_config or {}), "url": registry_url})
+    if wire_format == "protobuf":
+        from connector.tools.protobuf_records import interaction_event_proto
+
+        return int(client.register_schema(subject, Schema(interaction_event_proto(), "PROTOBUF")))
     return int(client.register_schema(subject, Schema(canonical_schema_str(schema), "AVRO")))
+
+
+def make_protobuf_encoder(schema_id: int) -> Callable[[SampleRecord], bytes]:
+    """make_encoder's Protobuf twin: interaction events as framed packaged InteractionEvent messages."""
+    # Imported here: Avro-only runs never load the Protobuf runtime.
+    from connector.decode.protobuf_wire import frame
+    from connector.tools.protobuf_records import InteractionEventEncoder
+
+    events = InteractionEventEncoder()
+
+    def encode(record: SampleRecord) -> bytes:
+        if record.raw is not None:
+            return record.raw
+        assert record.value is not None  # SampleRecord: exactly one of value and raw
+        framed = frame(schema_id, events.encode(record.value))
+        # Half a Protobuf body may end on a field boundary and decode; the last byte never can here:
+        # the message's last field is always length-delimited (sentAt or a string after it).
+        return framed[:-1] if record.bad_kind == "truncated" else framed
+
+    return encode
 
 
 def make_encoder(schema_id: int, schema: str = SCHEMA_FILE) -> Callable[[SampleRecord], bytes]:
@@ -123,6 +153,7 @@ def produce(
     total: int | None = None,
     clients: KafkaClients | None = None,
     schema: str = SCHEMA_FILE,
+    wire_format: str = "avro",
 ) -> ProduceSummary:
     """Produce `records` to `topic`, wait for every delivery, and raise ProduceError on any failure.
 
@@ -130,13 +161,14 @@ def produce(
     `clients` (the connector's factory, which `produce` on the command line uses): the producer is
     built by it, from `kafka.config` and `kafka.msk_iam_region`, instead of `bootstrap` and `extra_config`.
     `schema`: the packaged schema the records' values are written with (see connector.tools.samples).
+    `wire_format`: "avro", or "protobuf" for interaction events in Confluent's Protobuf framing.
     The progress bar shows only when `progress` is true and stderr is a terminal (or rich is forced
     with FORCE_TERMINAL=1); `total` sizes it (default: len(records) when records is Sized).
     """
     from confluent_kafka import KafkaError, Producer
 
-    schema_id = register_schema(registry_url, f"{topic}-value", registry_config, schema)
-    encode = make_encoder(schema_id, schema)
+    schema_id = register_schema(registry_url, f"{topic}-value", registry_config, schema, wire_format)
+    encode = make_protobuf_encoder(schema_id) if wire_format == "protobuf" else make_encoder(schema_id, schema)
 
     errors: list[str] = []
     n_failed = 0
@@ -280,6 +312,13 @@ def run_from_cli(args: argparse.Namespace) -> int:
         err.print(f"[red]{exc}[/red]", highlight=False)
         return 2
     kind = KINDS[args.kind]
+    wire_format: str = getattr(args, "format", "avro")
+    if wire_format in ("json", "json_schema"):
+        err.print(f"[red]--format {wire_format} is not implemented in this build[/red]")
+        return 2
+    if wire_format == "protobuf" and args.kind != "interactions":
+        err.print("[red]--format protobuf produces interactions only (the packaged .proto is the event's)[/red]")
+        return 2
     # Default: the first topic routed to the kind's destination (for interactions, kafka.topics[0]).
     routed = [t for route in settings.effective_routes() if route.destination == kind.destination for t in route.topics]
     topic: str | None = args.topic or next(iter(routed), None)
@@ -304,6 +343,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
             total=args.events,
             clients=KafkaClients.from_settings(settings),
             schema=kind.schema,
+            wire_format=wire_format,
         )
     except (ProduceError, KafkaAuthError) as exc:
         err.print(f"[red]produce failed: {exc}[/red]", highlight=False)

@@ -29,10 +29,10 @@ class InteractionEventEncoder:
     """`encode(record)`: the Protobuf payload (unframed) of one interaction event."""
 
     def __init__(self) -> None:
-        self._message = compile_schema(0, interaction_event_proto(), {}).message_class((0,))
+        self.message_class = compile_schema(0, interaction_event_proto(), {}).message_class((0,))
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
-        message: Any = self._message()
+        message: Any = self.message_class()
         for name in _SCALARS:
             if record.get(name) is not None:
                 setattr(message, name, record[name])
