@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError as ProtobufParseError
 from connector.decode.base import MAX_NESTING_DEPTH, UNKNOWN_SCHEMA_RETRY_S, RegistryUnavailable
 from connector.decode.confluent_wire import HEADER_SIZE, MAGIC_BYTE, SchemaNotFound, read_header
 from connector.decode.protobuf_schema import MAX_INDEX_DEPTH, CompiledSchema, compile_schema
-from connector.decode.protobuf_values import message_dict
+from connector.decode.protobuf_values import MessageReader
 from connector.decode.registry_cache import RegistrySchemas
 from connector.records import DecodeError
 
@@ -42,7 +42,7 @@ class ProtobufWireDecoder:
                  unknown_schema_retry_s: float = UNKNOWN_SCHEMA_RETRY_S,
                  max_nesting_depth: int = MAX_NESTING_DEPTH,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._max_depth = max_nesting_depth
+        self._reader = MessageReader(max_nesting_depth)
         self._schemas = RegistrySchemas(fetch_schema, _compile,
                                         unknown_schema_retry_s=unknown_schema_retry_s, clock=clock)
 
@@ -66,7 +66,7 @@ class ProtobufWireDecoder:
                                   error_class="NestingTooDeep") from None
             raise DecodeError(f"Protobuf payload is not a valid {message.DESCRIPTOR.full_name}: {exc}",
                               error_class="CorruptBody") from None
-        return message_dict(message, self._max_depth)
+        return self._reader.read(message)
 
 
 def _compile(schema_id: int, source: ProtoSource) -> CompiledSchema | DecodeError:

@@ -227,3 +227,30 @@ def _varint(value: int) -> bytes:
         out.append(byte | (0x80 if value else 0))
         if not value:
             return bytes(out)
+
+
+def test_two_versions_of_one_message_name_under_two_ids_each_read_by_their_own_fields() -> None:
+    v1 = 'syntax = "proto3"; message Click { string a = 1; }'
+    v2 = 'syntax = "proto3"; message Click { string b = 1; int64 n = 2; }'
+    dec = ProtobufWireDecoder(Registry({1: v1, 2: v2}))
+    assert dec.decode(frame(1, b"\x0a\x01x")) == {"a": "x"}
+    assert dec.decode(frame(2, b"\x0a\x01y\x10\x05")) == {"b": "y", "n": 5}
+    assert dec.decode(frame(1, b"\x0a\x01z")) == {"a": "z"}
+
+
+def test_wrappers_unions_repeated_messages_and_unknown_enum_numbers() -> None:
+    schema = """syntax = "proto3";
+import "google/protobuf/wrappers.proto";
+message Line { string sku = 1; }
+message Order {
+  enum State { NEW = 0; }
+  repeated Line lines = 1;
+  google.protobuf.Int64Value qty = 2;
+  State state = 3;
+  map<string, Line> by_sku = 4;
+}"""
+    dec = ProtobufWireDecoder(Registry({3: schema}))
+    payload = (b"\x0a\x03\x0a\x01a" + b"\x0a\x03\x0a\x01b" + b"\x12\x02\x08\x09" + b"\x18\x07"
+               + b"\x22\x08\x0a\x01k\x12\x03\x0a\x01c")
+    assert dec.decode(frame(3, payload, (1,))) == {
+        "lines": [{"sku": "a"}, {"sku": "b"}], "qty": 9, "state": 7, "by_sku": {"k": {"sku": "c"}}}
