@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.config.models import MappingConfig
-from connector.decode import ConfluentWireDecoder, ProtobufWireDecoder, RegistryUnavailable, load_schema
+from connector.decode import ConfluentWireDecoder, Decoder, ProtobufWireDecoder, RegistryUnavailable, load_schema
 from connector.decode.base import canonical_schema_text
 from connector.decode.protobuf_wire import ProtoSource, frame, read_message_indexes
 from connector.destinations.events import EventMapper
@@ -51,7 +51,7 @@ CANONICAL = Registry({1: interaction_event_proto()})
 DECODER = ProtobufWireDecoder(CANONICAL, unknown_schema_retry_s=0)
 
 
-def decode_error(decoder: ProtobufWireDecoder, value: bytes) -> DecodeError:
+def decode_error(decoder: Decoder, value: bytes) -> DecodeError:
     with pytest.raises(DecodeError) as caught:
         decoder.decode(value)
     return caught.value
@@ -254,3 +254,24 @@ message Order {
                + b"\x22\x08\x0a\x01k\x12\x03\x0a\x01c")
     assert dec.decode(frame(3, payload, (1,))) == {
         "lines": [{"sku": "a"}, {"sku": "b"}], "qty": 9, "state": 7, "by_sku": {"k": {"sku": "c"}}}
+
+
+def test_build_decoder_makes_a_protobuf_decoder_over_the_registry_client() -> None:
+    from types import SimpleNamespace
+
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+    from connector.decode import build_decoder
+
+    client = SchemaRegistryClient.new_client({"url": "mock://protobuf-build-decoder"})
+    proto_id = client.register_schema("t-value", Schema(interaction_event_proto(), "PROTOBUF"))
+    avro_id = client.register_schema("a-value", Schema(canonical_schema_text(), "AVRO"))
+    settings = SimpleNamespace(decode=SimpleNamespace(format="protobuf", reader_schema=None,
+                                                      unknown_schema_retry_s=0, max_nesting_depth=64))
+    dec = build_decoder(settings, client)
+    assert dec.decode(frame(proto_id, ENCODER.encode(record())))["sessionId"] == "s-1"
+    err = decode_error(dec, frame(avro_id, b""))
+    assert err.error_class == "IncompatibleSchema" and "not Protobuf" in err.message
+    assert decode_error(dec, frame(4242, b"")).error_class == "UnknownSchemaId"
+    with pytest.raises(ValueError, match="needs a schema registry client"):
+        build_decoder(settings)
