@@ -7,6 +7,9 @@ dead-lettered with its stage and class; the offsets are committed to the end.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +123,42 @@ def assert_delivered_intact(event: dict[str, Any], value: dict[str, Any]) -> Non
         assert "eventValue" not in event
     else:  # float, single precision on the wire as in Avro
         assert event["eventValue"] == pytest.approx(value["eventValue"], rel=1e-6)
+
+
+def test_produce_format_protobuf_registers_the_packaged_proto_and_frames_each_event(
+    stack: Any, new_topic: Any, registry_client: Any, group_id: str, tmp_path: Path,
+) -> None:
+    from connector.decode import ProtobufWireDecoder
+    from connector.records import DecodeError
+    from connector.tools.protobuf_records import interaction_event_proto
+
+    topic = new_topic(partitions=1)
+    path = write_config(tmp_path, connector_config(
+        bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url="http://127.0.0.1:9",
+        topics=[topic], group_id=group_id, tracking_id="t"))
+
+    done = produce_cli(path, "--format", "protobuf", "--events", "40", "--bad-ratio", "0.1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    latest = registry_client.get_latest_version(f"{topic}-value").schema
+    assert (latest.schema_type, latest.schema_str) == ("PROTOBUF", interaction_event_proto())
+
+    generated = list(generate(40, None, 7, 0.1))  # the CLI's default seed
+    decoder = ProtobufWireDecoder.from_registry(registry_client, unknown_schema_retry_s=0)
+    produced = read_topic(stack.bootstrap, topic)
+    assert [r.key for r in produced] == [g.key for g in generated]
+    for sample, rec in zip(generated, produced, strict=True):
+        if sample.bad_kind is None:
+            assert sample.value is not None
+            assert decoder.decode(rec.value)["sessionId"] == sample.value["sessionId"]
+        elif sample.bad_kind in ("truncated", "not-avro", "unknown-schema-id"):
+            with pytest.raises(DecodeError):
+                decoder.decode(rec.value)
+
+    refused = produce_cli(path, "--format", "protobuf", "--kind", "items", "--events", "1", "--topic", topic)
+    assert refused.returncode == 2 and "interactions only" in refused.stderr
+
+
+def produce_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("personalize-connector")
+    return subprocess.run([str(exe), "produce", "--config", str(config), *args], capture_output=True, text=True,
+                          timeout=120, check=False, stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"})
