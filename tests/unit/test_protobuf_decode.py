@@ -18,7 +18,7 @@ from connector.decode import ConfluentWireDecoder, Decoder, ProtobufWireDecoder,
 from connector.decode.base import canonical_schema_text
 from connector.decode.protobuf_wire import ProtoSource, frame, read_message_indexes
 from connector.destinations.events import EventMapper
-from connector.records import DecodeError, SourceRecord
+from connector.records import DecodeError, RecordError, SourceRecord
 from connector.tools.protobuf_records import InteractionEventEncoder, interaction_event_proto
 
 SENT_AT = dt.datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=dt.UTC)
@@ -275,3 +275,27 @@ def test_build_decoder_makes_a_protobuf_decoder_over_the_registry_client() -> No
     assert decode_error(dec, frame(4242, b"")).error_class == "UnknownSchemaId"
     with pytest.raises(ValueError, match="needs a schema registry client"):
         build_decoder(settings)
+
+
+MAPPER = EventMapper(MappingConfig(), "tracker")
+
+
+def _field(number: int, wire_type: int, body: bytes) -> bytes:
+    return _varint(number << 3 | wire_type) + body
+
+
+# Well-formed fields of the packaged message's numbers with values of any wire type: every
+# combination must decode and map to an event, or be a RecordError (dead-lettered), never escape.
+_fields = st.one_of(
+    st.tuples(st.integers(1, 13), st.binary(max_size=12)).map(lambda f: _field(f[0], 2, _varint(len(f[1])) + f[1])),
+    st.tuples(st.integers(1, 13), st.integers(0, 2**64 - 1)).map(lambda f: _field(f[0], 0, _varint(f[1]))),
+    st.tuples(st.integers(1, 13), st.binary(min_size=4, max_size=4)).map(lambda f: _field(f[0], 5, f[1])),
+    st.tuples(st.integers(1, 13), st.binary(min_size=8, max_size=8)).map(lambda f: _field(f[0], 1, f[1])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_fields, max_size=12).map(b"".join))
+def test_any_well_formed_payload_maps_to_an_event_or_a_record_error(payload: bytes) -> None:
+    with contextlib.suppress(RecordError):
+        MAPPER.to_event(HOSTILE.decode(frame(1, payload)), SOURCE)
