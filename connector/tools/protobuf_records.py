@@ -1,6 +1,6 @@
 """Interaction events (dicts shaped like the Avro decoder's) as packaged InteractionEvent Protobuf messages.
 
-For `produce --format protobuf`, the demo and tests; the inverse of connector.decode.protobuf_values
+For `produce --format protobuf`, bench/decode_cost and tests; the inverse of connector.decode.protobuf_values
 for avro_schemas/interaction_event.proto.
 """
 
