@@ -9,6 +9,8 @@ ACTION = "action.avsc"
 ACTION_INTERACTION = "action_interaction.avsc"
 # The JSON Schema equivalent of INTERACTION_EVENT, for JSON Schema topics (decode.format json_schema).
 INTERACTION_EVENT_JSON_SCHEMA = "interaction_event.schema.json"
+# The Protobuf equivalent, for Protobuf topics (decode.format protobuf).
+INTERACTION_EVENT_PROTO = "interaction_event.proto"
 
 
 def read(name: str = INTERACTION_EVENT) -> str:

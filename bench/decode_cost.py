@@ -5,7 +5,8 @@
 Prints one JSON line per schema: µs/record for `ConfluentWireDecoder.decode` (best of R runs of N
 records, so other processes on the machine inflate it less), and with the EventMapper after it.
 "canonical" is avro_schemas/interaction_event.avsc; "logical" adds four logical-type fields (read
-with a reader schema that has them, and mapped into properties).
+with a reader schema that has them, and mapped into properties); "protobuf" is the canonical
+records as avro_schemas/interaction_event.proto messages through `ProtobufWireDecoder`.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from typing import Any
 import fastavro
 
 from connector.config import MappingConfig
-from connector.decode import ConfluentWireDecoder
+from connector.decode import ConfluentWireDecoder, ProtobufWireDecoder
 from connector.decode.base import canonical_schema_text, parse
+from connector.decode.protobuf_wire import frame
 from connector.destinations.events import EventMapper
 from connector.records import SourceRecord
+from connector.tools.protobuf_records import InteractionEventEncoder, interaction_event_proto
 
 LOGICAL_FIELDS: list[dict[str, Any]] = [
     {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
@@ -61,6 +64,14 @@ def _values(schema: dict[str, Any], n: int, logical: bool) -> list[bytes]:
     return out
 
 
+def _protobuf_case(n: int) -> tuple[Callable[[bytes], Any], EventMapper, list[bytes]]:
+    """The canonical records as packaged InteractionEvent Protobuf messages (decode.format protobuf)."""
+    encoder = InteractionEventEncoder()
+    values = [frame(1, encoder.encode(_record(i, False))) for i in range(n)]
+    decoder = ProtobufWireDecoder(lambda _id: (interaction_event_proto(), {}))
+    return decoder.decode, EventMapper(MappingConfig(), "tracker"), values
+
+
 def _best_us(run: Callable[[], None], n: int, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -78,14 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     canonical = json.loads(canonical_schema_text())
     logical = {**canonical, "fields": [*canonical["fields"], *LOGICAL_FIELDS]}
     mapping = MappingConfig(property_fields=[f["name"] for f in LOGICAL_FIELDS])
+    cases: list[tuple[str, Callable[[bytes], Any], EventMapper, list[bytes]]] = []
     for name, schema, with_logical in (("canonical", canonical, False), ("logical", logical, True)):
         text = json.dumps(schema)
         # The reader schema is the writer's: a reader without the extra fields would drop them.
         decoder = ConfluentWireDecoder(lambda _id, text=text: text, parse(json.loads(text)))
         mapper = EventMapper(mapping if with_logical else MappingConfig(), "tracker")
-        values = _values(schema, args.records, with_logical)
-        source = SourceRecord("t", 0, 0, None, None)
-        decode = decoder.decode
+        cases.append((name, decoder.decode, mapper, _values(schema, args.records, with_logical)))
+    cases.append(("protobuf", *_protobuf_case(args.records)))
+    source = SourceRecord("t", 0, 0, None, None)
+    for name, decode, mapper, values in cases:
 
         def decode_all(values: list[bytes] = values, decode: Callable[[bytes], Any] = decode) -> None:
             for value in values:
@@ -96,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             for value in values:
                 mapper.to_event(decode(value), source)
 
-        decode_all()  # fetch + parse the writer schema once, outside the measurement
+        decode_all()  # fetch + parse (or compile) the writer schema once, outside the measurement
         row: dict[str, Any] = {"schema": name, "records": args.records,
                                "decode_us": round(_best_us(decode_all, args.records, args.repeats), 2)}
         try:

@@ -128,7 +128,7 @@ def build_worker(
     `wrap_destination`: applied to every route's destination (a replay maps with the original positions)."""
     k, b = settings.kafka, settings.batching
     metrics = metrics or Metrics()
-    if settings.decode.format in ("confluent", "json_schema") and not settings.schema_registry.url:
+    if settings.decode.format in ("confluent", "json_schema", "protobuf") and not settings.schema_registry.url:
         raise ConfigError(f"schema_registry.url: is required when decode.format is '{settings.decode.format}'"
                           + (" (the default)" if settings.decode.format == "confluent" else ""))
     quotas = route_quotas(settings.effective_routes())

@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--bad-ratio", type=float, default=0.0, metavar="R")
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--topic", help="default: the first topic routed to the kind's destination")
-    produce.add_argument("--format", choices=("avro", "json", "json_schema"), default="avro",
-                         help="value format: Confluent Avro (default), plain JSON, or Confluent JSON Schema")
+    produce.add_argument("--format", choices=("avro", "json", "json_schema", "protobuf"), default="avro",
+                         help="value format: Confluent Avro (default), plain JSON, Confluent JSON Schema, or "
+                              "Confluent Protobuf (json_schema and protobuf: interactions only)")
     produce.set_defaults(handler=_produce)
 
     check = sub.add_parser(

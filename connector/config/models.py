@@ -130,8 +130,9 @@ class SchemaRegistryConfig(_Section):
 class DecodeConfig(_Section):
     # confluent: Schema Registry wire format; glue: AWS Glue Schema Registry; plain: schemaless Avro.
     # json: one UTF-8 JSON object per value, no registry; json_schema: Confluent's JSON Schema wire
-    # format (magic byte, schema id, JSON) with the schema from the registry.
-    format: Literal["confluent", "plain", "glue", "json", "json_schema"] = "confluent"
+    # format (magic byte, schema id, JSON) with the schema from the registry; protobuf: Confluent's
+    # Protobuf wire format, .proto from the registry (reader_schema unused).
+    format: Literal["confluent", "plain", "glue", "json", "json_schema", "protobuf"] = "confluent"
     # None means the packaged avro_schemas/interaction_event.avsc.
     reader_schema: FilePath | None = None
     # The fixed writer schema of schemaless ("plain") values.

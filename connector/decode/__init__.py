@@ -17,6 +17,7 @@ from connector.decode.glue_wire import GlueWireDecoder, SchemaVersionNotFound, g
 from connector.decode.json_schema_wire import JsonSchemaWireDecoder
 from connector.decode.json_value import PlainJsonDecoder
 from connector.decode.plain import PlainAvroDecoder
+from connector.decode.protobuf_wire import ProtobufWireDecoder
 
 __all__ = [
     "ConfluentWireDecoder",
@@ -25,6 +26,7 @@ __all__ = [
     "JsonSchemaWireDecoder",
     "PlainAvroDecoder",
     "PlainJsonDecoder",
+    "ProtobufWireDecoder",
     "RegistryUnavailable",
     "SchemaNotFound",
     "SchemaNotYetKnown",
@@ -37,18 +39,24 @@ __all__ = [
 def build_decoder(settings: Any, registry_client: Any = None, glue: Any = None) -> Decoder:
     """The decoder `settings.decode` asks for (`settings` is connector.config.Settings).
 
-    `registry_client` is a confluent_kafka SchemaRegistryClient, required for "confluent" and "json_schema".
+    `registry_client` is a confluent_kafka SchemaRegistryClient, required for "confluent",
+    "json_schema" and "protobuf".
     `glue` is a boto3 glue client for format "glue"; None builds one from `settings.glue`
     (region defaulting to `personalize.region`).
     """
-    reader = load_schema(settings.decode.reader_schema)
     fmt = settings.decode.format
     depth = getattr(settings.decode, "max_nesting_depth", MAX_NESTING_DEPTH)
+    retry_s = getattr(settings.decode, "unknown_schema_retry_s", UNKNOWN_SCHEMA_RETRY_S)
+    if fmt == "protobuf":  # the registered .proto is the schema: no Avro reader schema
+        if registry_client is None:
+            raise ValueError("decode.format 'protobuf' needs a schema registry client")
+        return ProtobufWireDecoder.from_registry(registry_client, unknown_schema_retry_s=retry_s,
+                                                 max_nesting_depth=depth)
+    reader = load_schema(settings.decode.reader_schema)
     if fmt == "plain":
         return PlainAvroDecoder(load_schema(settings.decode.writer_schema), reader, max_nesting_depth=depth)
     if fmt == "json":
         return PlainJsonDecoder(reader, max_nesting_depth=depth)
-    retry_s = getattr(settings.decode, "unknown_schema_retry_s", UNKNOWN_SCHEMA_RETRY_S)
     options = {"unknown_schema_retry_s": retry_s, "max_nesting_depth": depth}
     if fmt == "glue":
         section = getattr(settings, "glue", None)

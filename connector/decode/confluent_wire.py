@@ -96,6 +96,13 @@ def framed_schema_id(value: bytes | None) -> int:
     return int.from_bytes(value[1:HEADER_SIZE], "big")
 
 
+def read_header(value: bytes | None) -> tuple[bytes, int]:
+    """The value and its schema id when it is Confluent-framed; DecodeError when it is not."""
+    schema_id = framed_schema_id(value)
+    assert value is not None  # framed_schema_id rejects None
+    return value, schema_id
+
+
 def registry_fetcher(client: Any, schema_type: str = "AVRO") -> Callable[[int], str]:
     """Adapt SchemaRegistryClient.get_schema to the fetch contract (404 -> SchemaNotFound).
 

@@ -1,7 +1,7 @@
-"""Schemas fetched from a registry by id, prepared once and cached, with outages and unknown ids handled.
+"""Schemas fetched from a registry once per schema id: unknown ids waited for, outages backed off.
 
-Shared by every Confluent-framed format (Avro, JSON Schema): what differs is only how a fetched
-schema text is prepared for reading records (`prepare`).
+Shared by the Confluent-framed decoders (Avro, Protobuf): they differ in what a schema is prepared
+into, not in how the registry is asked.
 """
 
 from __future__ import annotations
@@ -18,39 +18,38 @@ from connector.records import DecodeError
 # partition's next record: each attempt can block the poll loop for seconds.
 OUTAGE_BACKOFF_S = 5.0
 
+Fetched = TypeVar("Fetched")
 Prepared = TypeVar("Prepared")
 
 
-def unknown_id(message: str) -> DecodeError:
-    return DecodeError(message, error_class="UnknownSchemaId")
+class RegistrySchemas(Generic[Fetched, Prepared]):
+    """`get(schema_id)`: the prepared schema of an id, fetched and prepared at most once.
 
-
-class RegistrySchemas(Generic[Prepared]):
-    """`get(schema_id)`: the prepared schema of an id, fetched and prepared once.
-
-    `fetch(schema_id)` returns the schema's text; it raises a LookupError for an unknown id,
-    RegistryUnavailable when the registry cannot answer, or DecodeError for a schema that can never
-    be used; anything else is taken as RegistryUnavailable. `prepare(schema_id, text)` raises
-    DecodeError for a schema it cannot use (not cached: a broken fetch might be fixed).
+    `fetch(schema_id)` raises a LookupError for an unknown id, RegistryUnavailable when the registry
+    cannot answer, or DecodeError for a schema that can never be used; any other exception is
+    treated as RegistryUnavailable. `prepare(schema_id, fetched)` may raise DecodeError, which is
+    not cached (a registry never changes a schema id, but a broken fetch might be fixed).
+    An unknown id raises SchemaNotYetKnown until it has been unknown for `unknown_schema_retry_s`,
+    then a DecodeError UnknownSchemaId.
     """
 
-    def __init__(self, fetch: Callable[[int], str], prepare: Callable[[int, str], Prepared], *,
+    def __init__(self, fetch: Callable[[int], Fetched], prepare: Callable[[int, Fetched], Prepared], *,
                  unknown_schema_retry_s: float = UNKNOWN_SCHEMA_RETRY_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._fetch, self._prepare, self._clock = fetch, prepare, clock
-        self._prepared: dict[int, Prepared] = {}
-        self._unknown = UnknownIds(unknown_schema_retry_s, unknown_id, lambda sid: f"schema id {sid}", clock)
+        self.prepared: dict[int, Prepared] = {}  # read-only outside
+        self._unknown = UnknownIds(unknown_schema_retry_s, _unknown_id, lambda sid: f"schema id {sid}", clock)
         self._outage_until = 0.0  # monotonic time until which the registry is taken as down
         self._outage: RegistryUnavailable | None = None
         self._lock = threading.Lock()  # decoders may be shared by threads; fetch each id once
 
     def get(self, schema_id: int) -> Prepared:
-        cached = self._prepared.get(schema_id)
+        cached = self.prepared.get(schema_id)
         return cached if cached is not None else self._load(schema_id)
 
     def _load(self, schema_id: int) -> Prepared:
         with self._lock:
-            cached = self._prepared.get(schema_id)
+            cached = self.prepared.get(schema_id)
             if cached is not None:
                 return cached
             self._unknown.check(schema_id)
@@ -58,7 +57,7 @@ class RegistrySchemas(Generic[Prepared]):
                 raise RegistryUnavailable(f"schema id {schema_id}: the registry was unavailable moments ago "
                                           f"({self._outage})")
             try:
-                text = self._fetch(schema_id)
+                fetched = self._fetch(schema_id)
             except LookupError:
                 raise self._unknown.missed(schema_id) from None
             except DecodeError:
@@ -70,6 +69,10 @@ class RegistrySchemas(Generic[Prepared]):
                 raise outage from exc
             self._outage = None
             self._unknown.found(schema_id)
-            prepared = self._prepare(schema_id, text)
-            self._prepared[schema_id] = prepared
+            prepared = self._prepare(schema_id, fetched)
+            self.prepared[schema_id] = prepared
             return prepared
+
+
+def _unknown_id(message: str) -> DecodeError:
+    return DecodeError(message, error_class="UnknownSchemaId")

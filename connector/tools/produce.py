@@ -11,6 +11,8 @@ sidesteps the serializer's default "associated" subject-name lookup, an extra re
 that older registries 404.
 Bad records go out exactly as the generator labelled them, so the connector's dead-letter path
 can be exercised and counted.
+`--format protobuf` (interactions only): the packaged interaction_event.proto is registered instead
+and values are Confluent's Protobuf framing of InteractionEvent messages; bad records the same.
 """
 
 from __future__ import annotations
@@ -81,14 +83,42 @@ class ProduceSummary:
 
 
 def register_schema(
-    registry_url: str, subject: str, registry_config: Mapping[str, Any] | None = None, schema: str = SCHEMA_FILE
+    registry_url: str, subject: str, registry_config: Mapping[str, Any] | None = None, schema: str = SCHEMA_FILE,
+    wire_format: str = "avro",
 ) -> int:
-    """Register the packaged `schema` (default: the canonical one) under `subject` (idempotent); its id."""
+    """Register the packaged `schema` (default: the canonical one) under `subject` (idempotent); its id.
+
+    `wire_format` "protobuf" registers the packaged interaction_event.proto instead.
+    """
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
     # new_client() also understands "mock://" URLs, which the unit tests use.
     client = SchemaRegistryClient.new_client({**(registry_config or {}), "url": registry_url})
+    if wire_format == "protobuf":
+        from connector.tools.protobuf_records import interaction_event_proto
+
+        return int(client.register_schema(subject, Schema(interaction_event_proto(), "PROTOBUF")))
     return int(client.register_schema(subject, Schema(canonical_schema_str(schema), "AVRO")))
+
+
+def make_protobuf_encoder(schema_id: int) -> Callable[[SampleRecord], bytes]:
+    """make_encoder's Protobuf twin: interaction events as framed packaged InteractionEvent messages."""
+    # Imported here: Avro-only runs never load the Protobuf runtime.
+    from connector.decode.protobuf_wire import frame
+    from connector.tools.protobuf_records import InteractionEventEncoder
+
+    events = InteractionEventEncoder()
+
+    def encode(record: SampleRecord) -> bytes:
+        if record.raw is not None:
+            return record.raw
+        assert record.value is not None  # SampleRecord: exactly one of value and raw
+        framed = frame(schema_id, events.encode(record.value))
+        # Half a Protobuf body may end on a field boundary and decode; the last byte never can here:
+        # the message's last field is always length-delimited (sentAt or a string after it).
+        return framed[:-1] if record.bad_kind == "truncated" else framed
+
+    return encode
 
 
 def make_encoder(schema_id: int, schema: str = SCHEMA_FILE) -> Callable[[SampleRecord], bytes]:
@@ -132,8 +162,9 @@ def produce(
     `clients` (the connector's factory, which `produce` on the command line uses): the producer is
     built by it, from `kafka.config` and `kafka.msk_iam_region`, instead of `bootstrap` and `extra_config`.
     `schema`: the packaged schema the records' values are written with (see connector.tools.samples).
-    `value_format`: "avro" (Confluent wire format), "json" (plain JSON objects, `registry_url` unused) or
-    "json_schema" (Confluent JSON Schema wire format with the packaged interaction-event JSON Schema).
+    `value_format`: "avro" (Confluent wire format), "json" (plain JSON objects, `registry_url` unused),
+    "json_schema" (Confluent JSON Schema wire format with the packaged interaction-event JSON Schema)
+    or "protobuf" (interaction events in Confluent's Protobuf framing, the packaged .proto).
     The progress bar shows only when `progress` is true and stderr is a terminal (or rich is forced
     with FORCE_TERMINAL=1); `total` sizes it (default: len(records) when records is Sized).
     """
@@ -224,6 +255,11 @@ def _encoder(value_format: str, registry_url: str, subject: str, registry_config
     if value_format == "avro":
         schema_id = register_schema(registry_url, subject, registry_config, schema)
         return schema_id, make_encoder(schema_id, schema)
+    if value_format == "protobuf":
+        if schema != SCHEMA_FILE:
+            raise ValueError("--format protobuf has a packaged .proto for interactions only")
+        schema_id = register_schema(registry_url, subject, registry_config, schema, wire_format="protobuf")
+        return schema_id, make_protobuf_encoder(schema_id)
     from connector.tools.json_traffic import make_json_encoder, register_json_schema
 
     if value_format == "json":
@@ -301,6 +337,9 @@ def run_from_cli(args: argparse.Namespace) -> int:
         err.print(f"[red]{exc}[/red]", highlight=False)
         return 2
     kind = KINDS[args.kind]
+    if getattr(args, "format", "avro") == "protobuf" and args.kind != "interactions":
+        err.print("[red]--format protobuf produces interactions only (the packaged .proto is the event's)[/red]")
+        return 2
     # Default: the first topic routed to the kind's destination (for interactions, kafka.topics[0]).
     routed = [t for route in settings.effective_routes() if route.destination == kind.destination for t in route.topics]
     topic: str | None = args.topic or next(iter(routed), None)

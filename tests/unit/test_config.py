@@ -113,7 +113,7 @@ def test_environment_variable_names_are_case_insensitive() -> None:
         ("batching: {linger_ms: -1}", "batching.linger_ms", "0..60000"),
         ("batching: {max_in_flight_calls: 257}", "batching.max_in_flight_calls", "1..256"),
         ("kafka_poll: null", "kafka_poll", "unknown key"),
-        ("decode: {format: protobuf}", "decode.format", "'confluent', 'plain', 'glue', 'json' or 'json_schema'"),
+        ("decode: {format: thrift}", "decode.format", "'confluent', 'plain', 'glue', 'json', 'json_schema' or 'protobuf'"),
         ("decode: {format: plain}", "decode.writer_schema", "is required when decode.format is 'plain'"),
         ("decode: {reader_schema: /nonexistent.avsc}", "decode.reader_schema", "file"),
         ("personalize: {tracking_id: ''}", "personalize.tracking_id", "1..256"),
