@@ -34,7 +34,7 @@ config:
     max_event_per_call: 5          # misspelled
     max_in_flight_calls: 0         # below 1
   decode:
-    format: protobuf               # not an allowed format
+    format: thrift                 # not an allowed format
   personalize:
     tracking_id: t
     max_requests_per_second: 10    # computed by the chart
