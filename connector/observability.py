@@ -78,6 +78,10 @@ class Metrics:
             "Tombstones and delete markers skipped on items/users/actions routes (on_delete: skip)",
             ["route"], registry=r,
         )
+        self.records_filtered = Counter(
+            "pkc_records_filtered", "Records left out by the route's mapping.include/exclude (committed, not sent)",
+            ["route"], registry=r,
+        )
         self.entries_delivered = Counter(
             "pkc_entries_delivered",
             "Entries accepted by the route's call (PutEvents, PutItems, PutUsers, PutActions, PutActionInteractions)",

@@ -19,7 +19,7 @@ from connector.pipeline.dead_letters import DeadLetterPolicy
 from connector.pipeline.flow import FlowControl
 from connector.pipeline.partitions import Partitions, PartitionState
 from connector.pipeline.settings import WorkerSettings
-from connector.records import Event, RecordError, SourceRecord, TopicPartition
+from connector.records import Event, Filtered, RecordError, SourceRecord, TopicPartition
 from connector.routes import RouteTable
 
 log = logging.getLogger("connector.worker")
@@ -67,6 +67,11 @@ class Intake:
                 except RecordError as error:
                     if not dead_letters.handle(record, error):
                         rewound.add(tp)
+                    continue
+                except Filtered:  # left out by the route's mapping.include/exclude: like a skipped delete
+                    partitions.leave(record)
+                    self._metrics.records_filtered.labels(route.name).inc()
+                    dead_letters.skipped(record)
                     continue
                 except retryable as exc:
                     # Not the record's fault: read this partition again from here after a pause.

@@ -45,7 +45,7 @@ from connector.dlq import parse_error_headers, source_position
 from connector.kafka.auth import KafkaAuthError
 from connector.kafka.base import KafkaUnreachable, TopicReader
 from connector.kafka.clients import KafkaClients
-from connector.records import Event, NotAnUpsert, RecordError, SourceRecord, TopicPartition
+from connector.records import Event, Filtered, NotAnUpsert, RecordError, SourceRecord, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -242,12 +242,13 @@ def inspection_table(result: Inspection) -> Any:
 @dataclass(slots=True)
 class DryRun:
     would_succeed: int = 0
+    would_be_filtered: int = 0  # left out by the route's mapping.include/exclude: committed, not sent
     would_fail: Counter[str] = field(default_factory=Counter)
     unknown: Counter[str] = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
-        return self.would_succeed + sum(self.would_fail.values()) + sum(self.unknown.values())
+        return self.would_succeed + self.would_be_filtered + sum(self.would_fail.values()) + sum(self.unknown.values())
 
 
 def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show: Any,
@@ -277,6 +278,10 @@ def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show:
                 reason = f"{error.stage}/{error.error_class}"
                 result.would_fail[reason] += 1
                 show(f"{prefix}: still fails: {reason}: {error.message}")
+                continue
+            except Filtered:
+                result.would_be_filtered += 1
+                show(f"{prefix}: would be left out by the route's mapping.include/exclude")
                 continue
             except RegistryUnavailable as exc:
                 result.unknown["registry unavailable"] += 1
