@@ -219,3 +219,30 @@ def test_per_route_and_top_level_yaml(tmp_path: Path) -> None:
 def test_bad_transform_settings_are_named(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         MappingConfig(**bad)
+
+
+def test_the_documented_example() -> None:
+    """docs/configuration.md, "Transforms": the web back end's record and what it sends."""
+    m = EventMapper(MappingConfig(
+        event_type="type", event_type_default="watch", tracking_id=None, sent_at="ts", time_format="epoch_seconds",
+        time_not_before=dt.datetime(2000, 1, 1, tzinfo=dt.UTC), time_max_ahead_s=86400, properties="attrs",
+        property_fields=["NUMBER_OF_RATINGS", "genres"], property_keys="camelCase", join_lists=True,
+        exclude={"type": ["heartbeat"]}), "tr-web", route="web")
+    rec = {"sessionId": "s-1", "userId": "u-7", "type": None, "itemId": "m-42", "ts": 1714566645,
+           "NUMBER_OF_RATINGS": 12, "genres": ["Action", "Comedy"], "attrs": {"page_kind": "home"}}
+    event = m.to_event(rec, SOURCE)
+    assert event.key.tracking_id == "tr-web"  # type: ignore[attr-defined]
+    assert event.body["eventType"] == "watch"
+    assert event.body["sentAt"] == dt.datetime(2024, 5, 1, 12, 30, 45, tzinfo=dt.UTC)
+    assert event.body["properties"] == '{"pageKind":"home","numberOfRatings":12,"genres":"Action|Comedy"}'
+    with pytest.raises(Filtered):
+        m.to_event(rec | {"type": "heartbeat"}, SOURCE)
+
+
+def test_filters_from_the_environment() -> None:
+    settings = load_settings(None, env={
+        "PKC_KAFKA__BOOTSTRAP_SERVERS": "localhost:9092", "PKC_KAFKA__GROUP_ID": "g", "PKC_KAFKA__TOPICS": '["t"]',
+        "PKC_PERSONALIZE__TRACKING_ID": "tr", "PKC_PERSONALIZE__REGION": "us-east-1",
+        "PKC_MAPPING__TIME_FORMAT": "epoch_seconds", "PKC_MAPPING__INCLUDE": '{"eventType": ["click"]}'})
+    assert settings.mapping.time_format == "epoch_seconds"
+    assert settings.mapping.include == {"eventType": ["click"]}
