@@ -150,6 +150,7 @@ class Metrics:
                 if sample.name == "pkc_entries_delivered_total"
             },
             "deletes_skipped": int(total("pkc_deletes_skipped_total")),
+            "records_filtered": int(total("pkc_records_filtered_total")),
             "rebalances": int(total("pkc_rebalances_total")),
             "commits": int(total("pkc_commits_total")),
         }
