@@ -2,7 +2,8 @@
 
 Each record enters the offsets tracker here (an offset below the one expected means the log
 changed under us: the partition restarts), is skipped if the previous owner already delivered it
-(commit metadata), and is turned into its route's entry. A record that cannot be (decode or
+(commit metadata), and is turned into its route's entry (or left out: a skipped delete, a record
+the route's mapping filters out; committed and counted, never sent). A record that cannot be (decode or
 validation error) goes to the dead-letter policy; one that must wait (the registry is
 unavailable) holds its partition and is read again later. Either way the rest of that poll's
 records of the partition are left for the re-read, so a partition's records are taken in order.

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connector.config import ActionInteractionMappingConfig, MappingConfig, load_settings
@@ -43,7 +45,7 @@ def invalid(m: EventMapper | ActionInteractionMapper, rec: dict[str, Any], sourc
 @pytest.mark.parametrize(("time_format", "value"), [
     ("epoch_millis", 1_714_566_645_123),
     ("epoch_seconds", 1_714_566_645.123),
-    ("epoch_seconds", 1_714_566_645.1234),  # below the millisecond: floored as PutEvents keeps ms
+    ("epoch_seconds", 1_714_566_645.1234),  # below the millisecond: rounded to it (PutEvents keeps ms)
     ("epoch_micros", 1_714_566_645_123_456),
     ("iso8601", "2024-05-01T12:30:45.123Z"),
     ("iso8601", "2024-05-01T14:30:45.123456+02:00"),
@@ -105,6 +107,14 @@ def test_without_a_window_any_representable_time_passes_as_before() -> None:
 ])
 def test_camel_case(key: str, expected: str) -> None:
     assert camel_case(key) == expected
+
+
+@given(st.text(alphabet="aBzÜ_- .", max_size=12))  # letters: "9_B" -> "9B" reads as upper case again
+def test_camel_case_is_idempotent_and_leaves_no_separator(key: str) -> None:
+    once = camel_case(key)
+    assert camel_case(once) == once
+    if any(c not in "_- ." for c in key):
+        assert not set(once) & set("_- .")
 
 
 def properties(m: EventMapper, props: dict[str, Any]) -> Any:
