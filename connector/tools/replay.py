@@ -303,6 +303,8 @@ def dry_run_table(topic: str, result: DryRun) -> Any:
     table.add_column("records", justify="right")
     table.add_row("dead letters read", f"{result.total:,}")
     table.add_row("would be sent now", f"{result.would_succeed:,}")
+    if result.would_be_filtered:  # only with a mapping.include/exclude: the table is unchanged without
+        table.add_row("would be left out by the mapping", f"{result.would_be_filtered:,}")
     table.add_row("would fail again", f"{sum(result.would_fail.values()):,}")
     for reason, n in sorted(result.would_fail.items()):
         table.add_row(f"  {reason}", f"{n:,}")
