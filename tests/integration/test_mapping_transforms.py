@@ -2,7 +2,8 @@
 
 A producer of its own schema (sentAt in epoch seconds, SCREAMING_SNAKE and snake_case field names,
 a list of genres, heartbeats mixed in, no eventType on some records) streams to PutEvents through
-one route; a second route takes sentAt from the Kafka record's own timestamp. Heartbeats are left
+one route; a second route takes sentAt from the Kafka record's own timestamp, a third from ISO-8601
+strings. Heartbeats are left
 out (counted, committed, not sent); a time outside the window and a genre containing "|" are
 validate dead letters; everything else arrives as Personalize wants it.
 """
@@ -45,6 +46,9 @@ SCHEMA: dict[str, Any] = {
         {"name": "properties", "type": {"type": "map", "values": "string"}},
     ],
 }
+# The same record with sentAt an ISO-8601 string.
+ISO_SCHEMA: dict[str, Any] = {**SCHEMA, "name": "IsoClick", "fields": [
+    {"name": "sentAt", "type": "string"} if f["name"] == "sentAt" else f for f in SCHEMA["fields"]]}
 SENT = int(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC).timestamp())
 
 
@@ -76,6 +80,12 @@ def test_transforms_shape_filter_and_dead_letter_by_configuration_only(
     produce_raw(stack.bootstrap, stamped, [(b"k", confluent_frame(stamped_id, SCHEMA, _click(300 + i, sentAt=0)))
                                            for i in range(3)])
     after = time.time()
+    iso, iso_reader = new_topic(partitions=1, suffix="iso"), tmp_path / "iso.avsc"
+    iso_reader.write_text(json.dumps(ISO_SCHEMA))
+    iso_id = register(registry_client, f"{iso}-value", ISO_SCHEMA)
+    iso_times = ["2026-03-01T09:00:00.250Z", "2026-03-01T11:00:00.250+02:00", "2026-03-01T09:00:00"]  # no zone
+    produce_raw(stack.bootstrap, iso, [(b"k", confluent_frame(iso_id, ISO_SCHEMA, _click(400 + i, sentAt=t)))
+                                       for i, t in enumerate(iso_times)])
 
     config = connector_config(bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url=emulator.url,
                               topics=[], group_id=group_id, tracking_id=tracking_id, dlq_topic=dlq)
@@ -90,6 +100,8 @@ def test_transforms_shape_filter_and_dead_letter_by_configuration_only(
          "tracking_id": f"{tracking_id}-ts",
          "mapping": {"time_format": "record_timestamp", **window, "event_type": None, "event_type_default": "view",
                      "include": {"userId": ["u-0", "u-1", "u-2"]}}},
+        {"name": "iso", "destination": "events", "topics": [iso], "reader_schema": str(iso_reader),
+         "tracking_id": f"{tracking_id}-iso", "mapping": {"time_format": "iso8601", "event_type_default": "view"}},
     ]
     worker = build_worker(load_settings(write_config(tmp_path, config)))
     assert worker.run(exit_when_idle_s=3) == 0
@@ -107,15 +119,18 @@ def test_transforms_shape_filter_and_dead_letter_by_configuration_only(
         assert before - 1 <= event["sentAt"] <= after + 1
         assert event["eventType"] == "view"
 
+    iso_events = {e["eventId"]: e["sentAt"] for e in emulator.events(f"{tracking_id}-iso")}
+    assert iso_events == {"e-400": SENT + 0.25, "e-401": SENT + 0.25}  # one instant, two zones
+
     letters = read_topic(stack.bootstrap, dlq)
-    assert Counter(d.headers["pkc.error.stage"] for d in letters) == {b"validate": 3}
+    assert Counter(d.headers["pkc.error.stage"] for d in letters) == {b"validate": 4}
     messages = {d.headers["pkc.error.message"].decode() for d in letters}
-    for expected in ("in the future", "before mapping.time_not_before", "contains '|'"):
+    for expected in ("in the future", "before mapping.time_not_before", "contains '|'", "has no time zone"):
         assert [m for m in messages if expected in m], (expected, messages)
 
     sample = worker.metrics.registry.get_sample_value
     assert sample("pkc_records_filtered_total", {"route": "clicks"}) == 4
     assert sample("pkc_records_filtered_total", {"route": "stamped"}) is None  # every user included
-    for topic in (clicks, stamped):
+    for topic in (clicks, stamped, iso):
         committed, ends = committed_and_end_offsets(stack.bootstrap, group_id, topic)
         assert committed == ends, topic
