@@ -5,8 +5,10 @@
 Prints one JSON line per schema: µs/record for `ConfluentWireDecoder.decode` (best of R runs of N
 records, so other processes on the machine inflate it less), and with the EventMapper after it.
 "canonical" is avro_schemas/interaction_event.avsc; "logical" adds four logical-type fields (read
-with a reader schema that has them, and mapped into properties); "protobuf" is the canonical
-records as avro_schemas/interaction_event.proto messages through `ProtobufWireDecoder`.
+with a reader schema that has them, and mapped into properties); "canonical+transforms" maps the
+canonical records with every mapping transform on (time window, camelCase keys, joined lists,
+filters); "protobuf" is the canonical records as avro_schemas/interaction_event.proto messages
+through `ProtobufWireDecoder`.
 """
 
 from __future__ import annotations
@@ -89,12 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     canonical = json.loads(canonical_schema_text())
     logical = {**canonical, "fields": [*canonical["fields"], *LOGICAL_FIELDS]}
     mapping = MappingConfig(property_fields=[f["name"] for f in LOGICAL_FIELDS])
+    # The mapping transforms a route may add (docs/configuration.md, "Transforms"), every one on.
+    transforms = MappingConfig(time_not_before=dt.datetime(2000, 1, 1, tzinfo=dt.UTC), time_max_ahead_s=86400,
+                               property_keys="camelCase", join_lists=True, include={"eventType": ["click"]},
+                               exclude={"userId": ["bot"]})
     cases: list[tuple[str, Callable[[bytes], Any], EventMapper, list[bytes]]] = []
-    for name, schema, with_logical in (("canonical", canonical, False), ("logical", logical, True)):
+    for name, schema, with_logical, route_mapping in (
+        ("canonical", canonical, False, MappingConfig()), ("logical", logical, True, mapping),
+        ("canonical+transforms", canonical, False, transforms),
+    ):
         text = json.dumps(schema)
         # The reader schema is the writer's: a reader without the extra fields would drop them.
         decoder = ConfluentWireDecoder(lambda _id, text=text: text, parse(json.loads(text)))
-        mapper = EventMapper(mapping if with_logical else MappingConfig(), "tracker")
+        mapper = EventMapper(route_mapping, "tracker")
         cases.append((name, decoder.decode, mapper, _values(schema, args.records, with_logical)))
     cases.append(("protobuf", *_protobuf_case(args.records)))
     source = SourceRecord("t", 0, 0, None, None)

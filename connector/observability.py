@@ -78,6 +78,10 @@ class Metrics:
             "Tombstones and delete markers skipped on items/users/actions routes (on_delete: skip)",
             ["route"], registry=r,
         )
+        self.records_filtered = Counter(
+            "pkc_records_filtered", "Records left out by the route's mapping.include/exclude (committed, not sent)",
+            ["route"], registry=r,
+        )
         self.entries_delivered = Counter(
             "pkc_entries_delivered",
             "Entries accepted by the route's call (PutEvents, PutItems, PutUsers, PutActions, PutActionInteractions)",
@@ -146,6 +150,7 @@ class Metrics:
                 if sample.name == "pkc_entries_delivered_total"
             },
             "deletes_skipped": int(total("pkc_deletes_skipped_total")),
+            "records_filtered": int(total("pkc_records_filtered_total")),
             "rebalances": int(total("pkc_rebalances_total")),
             "commits": int(total("pkc_commits_total")),
         }

@@ -129,6 +129,10 @@ class TrackerNotAllowed(InvalidEvent):
     tenant_scoped = True
 
 
+class Filtered(Exception):
+    """The route's mapping.include/exclude leaves this record out: counted, committed, not sent."""
+
+
 class RejectedBySink(RecordError):
     stage: Stage = "send"
 

@@ -34,8 +34,8 @@ class Route:
     def to_entry(self, record: SourceRecord) -> Event | None:
         """The record's entry for this route's call, or None for a delete the route skips.
 
-        Raises RecordError for a record that must be dead-lettered, and the decoder's retryable
-        errors (registry unavailable) as they are.
+        Raises RecordError for a record that must be dead-lettered, Filtered for one the route's
+        mapping leaves out, and the decoder's retryable errors (registry unavailable) as they are.
         """
         destination = self.destination
         try:

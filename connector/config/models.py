@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -46,6 +47,8 @@ class _Section(BaseModel):
 
 # Path into a (possibly nested) record: "sessionId", "session.id".
 FieldPath = Annotated[str, Field(pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
+# A value a mapping filter compares a field with (bool before int: YAML's true stays a bool).
+FilterValue = bool | int | float | str
 
 # librdkafka properties whose values may be printed (the start-up line, repr()). An allow-list, not a
 # list of secrets: a key not named here (ssl.key.pem, sasl.oauthbearer.config, a misspelled
@@ -280,6 +283,24 @@ class _InteractionMappingConfig(_Section):
     event_type_default: Annotated[
         str | None, Field(min_length=1, max_length=256, validate_default=True)
     ] = None
+    # Transforms (docs/configuration.md, "Transforms"): compiled once per route by
+    # connector.destinations.transforms. The defaults change nothing.
+    # How the record's sentAt (PutEvents) / timestamp (PutActionInteractions) is read: configured,
+    # never guessed (a long in seconds read as milliseconds would land in January 1970).
+    time_format: Literal["epoch_millis", "epoch_seconds", "epoch_micros", "iso8601", "record_timestamp"] = (
+        "epoch_millis"
+    )
+    # The sane window: a time outside it is dead-lettered at validate. null: not checked.
+    time_not_before: AwareDatetime | None = None
+    time_max_ahead_s: Annotated[float, Field(gt=0)] | None = None
+    # `properties` keys as they are, or converted to camelCase (NUMBER_OF_RATINGS -> numberOfRatings).
+    property_keys: Literal["as_is", "camelCase"] = "as_is"
+    # List-valued properties joined with "|" (Personalize's separator of categorical values).
+    join_lists: bool = False
+    # Record filters by equality on fields of the decoded record: keep a record only if every
+    # `include` field has one of its values; leave it out if any `exclude` field has one of its.
+    include: dict[FieldPath, Annotated[list[FilterValue], Field(min_length=1)]] = Field(default_factory=dict)
+    exclude: dict[FieldPath, Annotated[list[FilterValue], Field(min_length=1)]] = Field(default_factory=dict)
 
     @field_validator("event_type_default")
     @classmethod

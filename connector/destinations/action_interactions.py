@@ -18,10 +18,11 @@ from typing import Any
 
 from connector.config import ActionInteractionMappingConfig, ActionInteractionsRoute
 from connector.destinations.events import derived_event_id
-from connector.destinations.fields import as_id, as_timestamp, collect_properties, compile_path, properties_json
+from connector.destinations.fields import as_id, collect_properties, compile_path, properties_json
 from connector.destinations.trackers import RecordTrackers
+from connector.destinations.transforms import compile_filter, compile_properties, compile_time
 from connector.personalize import api_model
-from connector.records import Event, InvalidEvent, NotAnUpsert, Request, SourceRecord
+from connector.records import Event, Filtered, InvalidEvent, NotAnUpsert, Request, SourceRecord
 
 OPERATION = "PutActionInteractions"
 READER_SCHEMA = "action_interaction.avsc"  # packaged in avro_schemas, used when the route names none
@@ -62,15 +63,21 @@ class ActionInteractionMapper:
         self._impression = compile_path(mapping.impression)
         self._properties = compile_path(mapping.properties)
         self._property_fields = [(p.rsplit(".", 1)[-1], compile_path(p)) for p in mapping.property_fields]
+        self._read_timestamp = compile_time(mapping.time_format, mapping.time_not_before, mapping.time_max_ahead_s,
+                                            "timestamp")
+        self._shape_properties = compile_properties(mapping.property_keys, mapping.join_lists)
+        self._keeps = compile_filter(mapping.include, mapping.exclude)
         self._tracking_id_limits = (api_model.limit(OPERATION, "trackingId", key="min"),
                                     api_model.limit(OPERATION, "trackingId"))
 
     def to_event(self, record: Mapping[str, Any], source: SourceRecord) -> Event:
+        if self._keeps is not None and not self._keeps(record):
+            raise Filtered
         tracking_id = self._trackers.tracker(as_id(self._tracking_id(record), "trackingId"))
         body: dict[str, Any] = {
             "actionId": as_id(self._action_id(record), "actionId"),
             "sessionId": as_id(self._session_id(record), "sessionId"),
-            "timestamp": as_timestamp(self._timestamp(record), "timestamp"),
+            "timestamp": self._read_timestamp(self._timestamp(record), source),
             "eventType": as_id(self._event_type(record), "eventType") or self._event_type_default,
             "eventId": as_id(self._event_id(record), "eventId") or derived_event_id(source),
         }
@@ -84,6 +91,8 @@ class ActionInteractionMapper:
         if impression:  # an empty list means "not sent" (the API's minimum is 1 id)
             body["impression"] = list(impression) if isinstance(impression, list | tuple) else impression
         properties = collect_properties(record, self._properties, self._property_fields)
+        if self._shape_properties is not None:
+            properties = self._shape_properties(properties)
         if properties:
             body["properties"] = properties_json(properties)
         self._validate(tracking_id, body)

@@ -29,5 +29,6 @@ class Destination(Protocol):
         ...
 
     def to_event(self, record: dict[str, Any], source: SourceRecord) -> Event:
-        """The decoded record's entry, or a RecordError (NotAnUpsert for a delete it cannot make)."""
+        """The decoded record's entry, or a RecordError (NotAnUpsert for a delete it cannot make),
+        or Filtered for a record its mapping's include/exclude leaves out."""
         ...

@@ -21,10 +21,11 @@ from typing import Any
 from botocore.model import ListShape, Shape, StructureShape
 
 from connector.config import EventsRoute, MappingConfig
-from connector.destinations.fields import as_id, as_timestamp, collect_properties, compile_path, properties_json
+from connector.destinations.fields import as_id, collect_properties, compile_path, properties_json
 from connector.destinations.trackers import RecordTrackers
+from connector.destinations.transforms import compile_filter, compile_properties, compile_time
 from connector.personalize import api_model
-from connector.records import Event, InvalidEvent, NotAnUpsert, Request, SourceRecord
+from connector.records import Event, Filtered, InvalidEvent, NotAnUpsert, Request, SourceRecord
 
 # Fixed namespace of the ids derived from a record's position, uuid5(namespace, "topic/partition/offset").
 # A replay of the same record yields the same eventId, so Personalize sees the same event, not a new one.
@@ -113,9 +114,15 @@ class EventMapper:
         self._attribution = compile_path(mapping.event_attribution_source)
         self._properties = compile_path(mapping.properties)
         self._property_fields = [(p.rsplit(".", 1)[-1], compile_path(p)) for p in mapping.property_fields]
+        self._read_sent_at = compile_time(mapping.time_format, mapping.time_not_before, mapping.time_max_ahead_s,
+                                          "sentAt")
+        self._shape_properties = compile_properties(mapping.property_keys, mapping.join_lists)
+        self._keeps = compile_filter(mapping.include, mapping.exclude)
         self._limits = _Limits()
 
     def to_event(self, record: Mapping[str, Any], source: SourceRecord) -> Event:
+        if self._keeps is not None and not self._keeps(record):
+            raise Filtered
         key = SessionKey(
             tracking_id=self._trackers.tracker(as_id(self._tracking_id(record), "trackingId")),
             session_id=as_id(self._session_id(record), "sessionId") or "",
@@ -125,7 +132,7 @@ class EventMapper:
         body: dict[str, Any] = {
             "eventId": as_id(self._event_id(record), "eventId") or derived_event_id(source),
             "eventType": as_id(self._event_type(record), "eventType") or self._event_type_default,
-            "sentAt": as_timestamp(self._sent_at(record), "sentAt"),
+            "sentAt": self._read_sent_at(self._sent_at(record), source),
         }
         value = self._event_value(record)
         if value is not None:
@@ -154,7 +161,8 @@ class EventMapper:
         return None
 
     def _collect_properties(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        return collect_properties(record, self._properties, self._property_fields)
+        properties = collect_properties(record, self._properties, self._property_fields)
+        return properties if self._shape_properties is None else self._shape_properties(properties)
 
     def _certainly_valid(self, key: SessionKey, body: dict[str, Any], properties: dict[str, Any]) -> bool:
         """True only when every rule is certainly met; False means "ask check_event"."""

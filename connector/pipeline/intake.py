@@ -2,7 +2,8 @@
 
 Each record enters the offsets tracker here (an offset below the one expected means the log
 changed under us: the partition restarts), is skipped if the previous owner already delivered it
-(commit metadata), and is turned into its route's entry. A record that cannot be (decode or
+(commit metadata), and is turned into its route's entry (or left out: a skipped delete, a record
+the route's mapping filters out; committed and counted, never sent). A record that cannot be (decode or
 validation error) goes to the dead-letter policy; one that must wait (the registry is
 unavailable) holds its partition and is read again later. Either way the rest of that poll's
 records of the partition are left for the re-read, so a partition's records are taken in order.
@@ -19,7 +20,7 @@ from connector.pipeline.dead_letters import DeadLetterPolicy
 from connector.pipeline.flow import FlowControl
 from connector.pipeline.partitions import Partitions, PartitionState
 from connector.pipeline.settings import WorkerSettings
-from connector.records import Event, RecordError, SourceRecord, TopicPartition
+from connector.records import Event, Filtered, RecordError, SourceRecord, TopicPartition
 from connector.routes import RouteTable
 
 log = logging.getLogger("connector.worker")
@@ -67,6 +68,11 @@ class Intake:
                 except RecordError as error:
                     if not dead_letters.handle(record, error):
                         rewound.add(tp)
+                    continue
+                except Filtered:  # left out by the route's mapping.include/exclude: like a skipped delete
+                    partitions.leave(record)
+                    self._metrics.records_filtered.labels(route.name).inc()
+                    dead_letters.skipped(record)
                     continue
                 except retryable as exc:
                     # Not the record's fault: read this partition again from here after a pause.

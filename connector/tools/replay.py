@@ -45,7 +45,7 @@ from connector.dlq import parse_error_headers, source_position
 from connector.kafka.auth import KafkaAuthError
 from connector.kafka.base import KafkaUnreachable, TopicReader
 from connector.kafka.clients import KafkaClients
-from connector.records import Event, NotAnUpsert, RecordError, SourceRecord, TopicPartition
+from connector.records import Event, Filtered, NotAnUpsert, RecordError, SourceRecord, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -242,12 +242,13 @@ def inspection_table(result: Inspection) -> Any:
 @dataclass(slots=True)
 class DryRun:
     would_succeed: int = 0
+    would_be_filtered: int = 0  # left out by the route's mapping.include/exclude: committed, not sent
     would_fail: Counter[str] = field(default_factory=Counter)
     unknown: Counter[str] = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
-        return self.would_succeed + sum(self.would_fail.values()) + sum(self.unknown.values())
+        return self.would_succeed + self.would_be_filtered + sum(self.would_fail.values()) + sum(self.unknown.values())
 
 
 def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show: Any,
@@ -278,6 +279,10 @@ def dry_run(settings: Settings, topic: str, group: str, limit: int | None, show:
                 result.would_fail[reason] += 1
                 show(f"{prefix}: still fails: {reason}: {error.message}")
                 continue
+            except Filtered:
+                result.would_be_filtered += 1
+                show(f"{prefix}: would be left out by the route's mapping.include/exclude")
+                continue
             except RegistryUnavailable as exc:
                 result.unknown["registry unavailable"] += 1
                 show(f"{prefix}: cannot tell, the schema registry is unavailable: {exc}")
@@ -298,6 +303,8 @@ def dry_run_table(topic: str, result: DryRun) -> Any:
     table.add_column("records", justify="right")
     table.add_row("dead letters read", f"{result.total:,}")
     table.add_row("would be sent now", f"{result.would_succeed:,}")
+    if result.would_be_filtered:  # only with a mapping.include/exclude: the table is unchanged without
+        table.add_row("would be left out by the mapping", f"{result.would_be_filtered:,}")
     table.add_row("would fail again", f"{sum(result.would_fail.values()):,}")
     for reason, n in sorted(result.would_fail.items()):
         table.add_row(f"  {reason}", f"{n:,}")

@@ -127,3 +127,13 @@ def test_without_commit_metadata_a_new_owner_sends_everything_above_the_commit_a
     second.source.assign(TP)
     second.run_until(lambda: second.source.committed_offset(TP) == 4)
     assert second.sink.sent_offsets() == [1, 2, 3]
+
+
+def test_a_record_the_mapping_filters_out_is_committed_counted_and_never_sent() -> None:
+    h = WorkerHarness()
+    h.source.produce(TP, b"ok", b"filtered", b"filtered", b"ok", b"filtered")
+    h.source.assign(TP)
+    h.run_until(lambda: h.source.committed_offset(TP) == 5)
+    assert h.sink.sent_offsets() == [0, 3]
+    assert h.metric("pkc_records_filtered_total", route="events") == 3
+    assert h.dlq is not None and h.dlq.offsets == []

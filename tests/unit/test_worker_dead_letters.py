@@ -174,3 +174,14 @@ def test_one_tenants_tracker_letters_neither_extend_nor_end_a_run_of_other_dead_
     # Counted, the strangers would have stalled at 2; ending the run, nothing would stall.
     assert h.dlq is not None and h.dlq.offsets == [0, 1, 2, 3, 4]
     assert h.worker.health.stall_reasons == {str(TP): "consecutive_failures"} and (TP, 5) in h.source.seeks
+
+
+def test_a_filtered_record_neither_extends_nor_ends_a_run_of_dead_letters() -> None:
+    # Like a skipped delete: it needs no call, so it says nothing about whether the stream is sound.
+    h = WorkerHarness(max_consecutive_failures=3, stall_retry_s=60.0)
+    h.source.produce(TP, b"bad", b"filtered", b"bad", b"bad", b"bad", b"ok")
+    h.source.assign(TP)
+    h.step(4)
+    assert h.dlq is not None and h.dlq.offsets == [0, 2, 3]
+    assert (TP, 4) in h.source.seeks and TP in h.source.paused
+    assert h.metric("pkc_records_filtered_total", route="events") == 1
