@@ -13,6 +13,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_decode import CANONICAL, Registry, avro, framed  # tests/unit is on sys.path (pytest prepend)
 
 import avro_schemas
 from connector.app import build_worker
@@ -29,7 +30,6 @@ from connector.decode import (
 from connector.decode.base import canonical_schema_text
 from connector.destinations.events import EventMapper
 from connector.records import DecodeError, SourceRecord
-from tests.unit.test_decode import CANONICAL, Registry, avro, framed
 
 SOURCE = SourceRecord("interactions", 0, 7, b"k", b"v")
 JSON_SCHEMA: dict[str, Any] = json.loads(avro_schemas.read(avro_schemas.INTERACTION_EVENT_JSON_SCHEMA))
