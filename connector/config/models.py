@@ -8,6 +8,7 @@ each offending key as a dotted path (`batching.max_events_per_call`) and what it
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -259,6 +260,10 @@ class ObservabilityConfig(_Section):
     log_coalesce_window_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
 
+# The earliest interaction time a mapping accepts by default: no click stream is older.
+TIME_NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+
+
 class _InteractionMappingConfig(_Section):
     """The fields PutEvents and PutActionInteractions share: an interaction in a session.
 
@@ -290,9 +295,11 @@ class _InteractionMappingConfig(_Section):
     time_format: Literal["epoch_millis", "epoch_seconds", "epoch_micros", "iso8601", "record_timestamp"] = (
         "epoch_millis"
     )
-    # The sane window: a time outside it is dead-lettered at validate. null: not checked.
-    time_not_before: AwareDatetime | None = None
-    time_max_ahead_s: Annotated[float, Field(gt=0)] | None = None
+    # The sane window: a time outside it is dead-lettered at validate rather than sent (a wrong unit
+    # lands in 1970 or in the year 50,000; Personalize would store it and train on it). null: not
+    # checked. One day ahead leaves room for producers whose clocks run fast.
+    time_not_before: AwareDatetime | None = TIME_NOT_BEFORE
+    time_max_ahead_s: Annotated[float, Field(gt=0)] | None = 86_400.0
     # `properties` keys as they are, or converted to camelCase (NUMBER_OF_RATINGS -> numberOfRatings).
     property_keys: Literal["as_is", "camelCase"] = "as_is"
     # List-valued properties joined with "|" (Personalize's separator of categorical values).

@@ -91,8 +91,25 @@ def test_the_window_dead_letters_times_outside_it() -> None:
 
 
 def test_without_a_window_any_representable_time_passes_as_before() -> None:
-    assert mapper().to_event(record(sentAt=1), SOURCE).body["sentAt"] == dt.datetime(1970, 1, 1, 0, 0, 0, 1000,
-                                                                                        tzinfo=dt.UTC)
+    unchecked = mapper(time_not_before=None, time_max_ahead_s=None)
+    assert unchecked.to_event(record(sentAt=1), SOURCE).body["sentAt"] == dt.datetime(1970, 1, 1, 0, 0, 0, 1000,
+                                                                                         tzinfo=dt.UTC)
+    far = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
+    assert unchecked.to_event(record(sentAt=far), SOURCE).body["sentAt"] == far.replace(
+        microsecond=far.microsecond // 1000 * 1000)
+
+
+def test_the_window_is_on_by_default_from_2000_to_a_day_ahead() -> None:
+    default = mapper()
+    # Epoch seconds written where milliseconds are expected: 20 days after 1 January 1970.
+    assert "is before mapping.time_not_before (2000-01-01T00:00:00+00:00)" in invalid(
+        default, record(sentAt=1_714_566_645))
+    assert "more than mapping.time_max_ahead_s (86400 s) in the future" in invalid(
+        default, record(sentAt=dt.datetime.now(dt.UTC) + dt.timedelta(days=2)))
+    assert default.to_event(record(sentAt=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)), SOURCE)
+    assert default.to_event(record(sentAt=dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)), SOURCE)
+    actions = ActionInteractionMapper(ActionInteractionMappingConfig(event_type_default="Viewed"), "t-a", "ai")
+    assert "timestamp: " in invalid(actions, {"actionId": "a", "sessionId": "s", "timestamp": 1})
 
 
 # ------------------------------------------------------------------------------------ properties
