@@ -260,11 +260,25 @@ class ObservabilityConfig(_Section):
     log_coalesce_window_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
 
 
+class _PropertyTransforms(_Section):
+    """The transforms every mapping has (docs/configuration.md, "Transforms"): how `properties` are
+    shaped and which records are left out. Compiled once per route by connector.destinations.transforms."""
+
+    # `properties` keys as they are, or converted to camelCase (NUMBER_OF_RATINGS -> numberOfRatings).
+    property_keys: Literal["as_is", "camelCase"] = "as_is"
+    # List-valued properties joined with "|" (Personalize's separator of categorical values).
+    join_lists: bool = False
+    # Record filters by equality on fields of the decoded record: keep a record only if every
+    # `include` field has one of its values; leave it out if any `exclude` field has one of its.
+    include: dict[FieldPath, Annotated[list[FilterValue], Field(min_length=1)]] = Field(default_factory=dict)
+    exclude: dict[FieldPath, Annotated[list[FilterValue], Field(min_length=1)]] = Field(default_factory=dict)
+
+
 # The earliest interaction time a mapping accepts by default: no click stream is older.
 TIME_NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 
 
-class _InteractionMappingConfig(_Section):
+class _InteractionMappingConfig(_PropertyTransforms):
     """The fields PutEvents and PutActionInteractions share: an interaction in a session.
 
     `null` means the record has no such field. A subclass names its `operation`, for the error.
@@ -300,14 +314,6 @@ class _InteractionMappingConfig(_Section):
     # checked. One day ahead leaves room for producers whose clocks run fast.
     time_not_before: AwareDatetime | None = TIME_NOT_BEFORE
     time_max_ahead_s: Annotated[float, Field(gt=0)] | None = 86_400.0
-    # `properties` keys as they are, or converted to camelCase (NUMBER_OF_RATINGS -> numberOfRatings).
-    property_keys: Literal["as_is", "camelCase"] = "as_is"
-    # List-valued properties joined with "|" (Personalize's separator of categorical values).
-    join_lists: bool = False
-    # Record filters by equality on fields of the decoded record: keep a record only if every
-    # `include` field has one of its values; leave it out if any `exclude` field has one of its.
-    include: dict[FieldPath, Annotated[list[FilterValue], Field(min_length=1)]] = Field(default_factory=dict)
-    exclude: dict[FieldPath, Annotated[list[FilterValue], Field(min_length=1)]] = Field(default_factory=dict)
 
     @field_validator("event_type_default")
     @classmethod
@@ -331,7 +337,7 @@ class MappingConfig(_InteractionMappingConfig):
     event_attribution_source: FieldPath | None = "eventAttributionSource"
 
 
-class EntityMappingConfig(_Section):
+class EntityMappingConfig(_PropertyTransforms):
     """Where the PutItems / PutUsers / PutActions fields come from in the decoded record."""
 
     # The entry's id; null means the default name (itemId, userId, actionId).

@@ -15,8 +15,9 @@ from typing import Any
 
 from connector.config import EntityMappingConfig, EntityRoute
 from connector.destinations.fields import as_id, collect_properties, compile_path, properties_json
+from connector.destinations.transforms import compile_filter, compile_properties
 from connector.personalize import api_model
-from connector.records import Event, InvalidEvent, NotAnUpsert, Request, SourceRecord
+from connector.records import Event, Filtered, InvalidEvent, NotAnUpsert, Request, SourceRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +63,13 @@ class EntityMapper:
         self._properties = compile_path(mapping.properties)
         self._property_fields = [(p.rsplit(".", 1)[-1], compile_path(p)) for p in mapping.property_fields]
         self._deleted = compile_path(mapping.deleted)
+        self._shape_properties = compile_properties(mapping.property_keys, mapping.join_lists)
+        self._keeps = compile_filter(mapping.include, mapping.exclude)
 
     def to_event(self, record: Mapping[str, Any], source: SourceRecord) -> Event:
         kind = self._kind
+        if self._keeps is not None and not self._keeps(record):
+            raise Filtered
         if self._deleted(record):
             raise NotAnUpsert(
                 f"{kind.id_field} {as_id(self._id(record), kind.id_field)!r} is marked deleted; "
@@ -73,6 +78,8 @@ class EntityMapper:
             )
         body: dict[str, Any] = {kind.id_field: as_id(self._id(record), kind.id_field) or ""}
         properties = collect_properties(record, self._properties, self._property_fields)
+        if self._shape_properties is not None:
+            properties = self._shape_properties(properties)
         if properties:
             body["properties"] = properties_json(properties)
         problems = api_model.check_entry(kind.operation, body, path=kind.entry)

@@ -98,7 +98,8 @@ def test_new_route_errors_name_the_key(tmp_path: Path, data: dict, expected: str
     ({"routes": [{"name": "i", "destination": "items", "topics": ["i"], "dataset_arn": "not-an-arn"}]},
      "routes.0.items.dataset_arn: String should match pattern"),
     ({"routes": [{"name": "i", "destination": "items", "topics": ["i"], "dataset_arn": ARN, "mapping": {"sku": "x"}}]},
-     "routes.0.items.mapping.sku: unknown key; allowed keys here: deleted, id, properties, property_fields"),
+     "routes.0.items.mapping.sku: unknown key; allowed keys here: deleted, exclude, id, include, "
+      "join_lists, properties, property_fields, property_keys"),
     ({"routes": [{"name": "i", "destination": "sofa", "topics": ["i"]}]}, "'events', 'items', 'users'"),
     ({"routes": [{"name": "i", "destination": "items", "topics": ["a"], "dataset_arn": ARN}]},
      "routes.topics: 'a' is in two routes ('events' and 'i')"),

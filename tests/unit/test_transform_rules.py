@@ -13,10 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from connector.config import ActionInteractionMappingConfig, MappingConfig, load_settings
+from connector.config import ActionInteractionMappingConfig, EntityMappingConfig, MappingConfig, load_settings
 from connector.destinations.action_interactions import ActionInteractionMapper
+from connector.destinations.actions import ACTIONS
+from connector.destinations.entities import EntityKind, EntityMapper
 from connector.destinations.events import EventMapper
+from connector.destinations.items import ITEMS
 from connector.destinations.transforms import camel_case
+from connector.destinations.users import USERS
 from connector.records import Filtered, InvalidEvent, SourceRecord
 
 SOURCE = SourceRecord("interactions", 0, 7, b"k", b"v", timestamp_ms=1_714_566_645_123)
@@ -215,6 +219,27 @@ def test_action_interactions_share_the_transforms() -> None:
     assert json.loads(body["properties"]) == {"channelNames": "web|app"}
     with pytest.raises(Filtered):
         m.to_event(rec | {"eventType": "Not Taken"}, SOURCE)
+
+
+@pytest.mark.parametrize("kind", [ITEMS, USERS, ACTIONS], ids=lambda k: k.name)
+def test_items_users_and_actions_share_the_property_transforms_and_filters(kind: EntityKind) -> None:
+    # A catalogue feed with upper-case column names and genre lists, and test rows to leave out.
+    m = EntityMapper(kind, EntityMappingConfig(
+        property_fields=["GENRES"], property_keys="camelCase", join_lists=True, exclude={"env": ["test"]}),
+        "arn:aws:personalize:us-east-1:111122223333:dataset/d/ITEMS", "catalogue")
+    rec = {kind.id_field: "id-1", "GENRES": ["Action", "Comedy"], "properties": {"NUMBER_OF_RATINGS": 3},
+           "env": "prod"}
+    body = m.to_event(rec, SOURCE).body
+    assert body[kind.id_field] == "id-1"
+    assert json.loads(body["properties"]) == {"numberOfRatings": 3, "genres": "Action|Comedy"}
+    with pytest.raises(Filtered):
+        m.to_event(rec | {"env": "test"}, SOURCE)
+    with pytest.raises(InvalidEvent, match="contains '\\|'"):
+        m.to_event(rec | {"GENRES": ["Sci|Fi"]}, SOURCE)
+    # Without the keys an entity maps as before: keys and lists as they are.
+    plain = EntityMapper(kind, EntityMappingConfig(property_fields=["GENRES"]), "arn:aws:personalize:::d", "c")
+    assert json.loads(plain.to_event(rec, SOURCE).body["properties"]) == {
+        "NUMBER_OF_RATINGS": 3, "GENRES": ["Action", "Comedy"]}
 
 
 # -------------------------------------------------------------------------------- configuration
