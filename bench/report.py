@@ -529,7 +529,7 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
       "`BENCH_RSS_EVENTS`, `BENCH_PARTITIONS`, `BENCH_STAGES` (comma list of throughput, parallel_baseline, "
       "linger, quota, group_quota, profile, rss, decode), `BENCH_HTTP_CLIENTS` (the clients sections 1b and 1c "
       "compare, default `boto3,lean`), `BENCH_PARALLEL_EVENTS` / `BENCH_PARALLEL_SENDERS` / "
-      "`BENCH_PARALLEL_REPEATS` (section 1c, default 20000 / 4 / 2), `BENCH_DECODE_RECORDS` / "
+      "`BENCH_PARALLEL_REPEATS` (section 1c, default 20000 / 4 / 1), `BENCH_DECODE_RECORDS` / "
       "`BENCH_DECODE_REPEATS` (section 6, default 20000 / 5), `BENCH_NO_PIN=1`, `BENCH_WORK_DIR` (default "
       "`$TMPDIR/pkc-bench`: configs, logs, "
       "results.json, the profile), `BENCH_KAFKA_PORT` / `BENCH_KAFKA_CONTROLLER_PORT` / `BENCH_REGISTRY_PORT` "
@@ -593,7 +593,8 @@ def _parallel_section(pb: dict[str, Any] | None, w: Callable[[str], None]) -> No
       "Connect's tasks, each its own consumer of a partition subset (assigned), sending one event per "
       "PutEvents call through a default boto3 client and committing each offset synchronously. Both pinned to "
       "the connector's core. Time = first → last accepted call (emulator receivedAt); the ratio is paired by "
-      f"repetition ({pb['repeats']} repetitions, alternating who goes first). CPU use near 100 % means a "
+      f"repetition ({pb['repeats']} repetition{'s' if pb['repeats'] != 1 else ''}, alternating who goes "
+      "first). CPU use near 100 % means a "
       "contender was bound by its one core (for the senders: boto3's per-call CPU, one interpreter lock), "
       "not by waiting for calls and commits.")
     w("")

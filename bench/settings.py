@@ -71,7 +71,7 @@ class BenchSettings:
     # parallel_baseline: this backlog (sessions of 10) drained by one worker and by N one-event senders.
     parallel_events: int = 20_000
     parallel_senders: int = 4
-    parallel_repeats: int = 2
+    parallel_repeats: int = 1  # the senders take ~30 s a repetition; BENCH_PARALLEL_REPEATS for more
     # decode: best of this many runs of this many in-memory records per format.
     decode_records: int = 20_000
     decode_repeats: int = 5
