@@ -14,6 +14,7 @@ Both pinned to the connector core. The figure is the ratio of first->last accept
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def _senders(ctx: Context, topic: str, expected: int) -> dict[str, Any]:
 
 def stage_parallel_baseline(ctx: Context) -> dict[str, Any]:
     s = ctx.s
+    started = time.monotonic()
     records = full_session_records(s.parallel_events, s.seed)
     topic = ctx.topic("parallel")
     produce(records, ctx.stack.bootstrap, ctx.stack.registry_url, topic, progress=False, total=len(records))
@@ -103,4 +105,5 @@ def stage_parallel_baseline(ctx: Context) -> dict[str, Any]:
         "runs": runs,
         "ratio_runs": ratio_runs,
         "ratio": {c: ratios.median(v) for c, v in ratio_runs.items()},
+        "stage_s": time.monotonic() - started,  # what this stage adds to `make bench`
     }

@@ -594,7 +594,7 @@ def _parallel_section(pb: dict[str, Any] | None, w: Callable[[str], None]) -> No
       "PutEvents call through a default boto3 client and committing each offset synchronously. Both pinned to "
       "the connector's core. Time = first → last accepted call (emulator receivedAt); the ratio is paired by "
       f"repetition ({pb['repeats']} repetition{'s' if pb['repeats'] != 1 else ''}, alternating who goes "
-      "first). CPU use near 100 % means a "
+      f"first; the stage took {pb.get('stage_s', float('nan')) / 60:.1f} min). CPU use near 100 % means a "
       "contender was bound by its one core (for the senders: boto3's per-call CPU, one interpreter lock), "
       "not by waiting for calls and commits.")
     w("")
