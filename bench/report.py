@@ -530,7 +530,7 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
       "linger, quota, group_quota, profile, rss, decode), `BENCH_HTTP_CLIENTS` (the clients sections 1b and 1c "
       "compare, default `boto3,lean`), `BENCH_PARALLEL_EVENTS` / `BENCH_PARALLEL_SENDERS` / "
       "`BENCH_PARALLEL_REPEATS` (section 1c, default 20000 / 4 / 1), `BENCH_DECODE_RECORDS` / "
-      "`BENCH_DECODE_REPEATS` (section 6, default 20000 / 5), `BENCH_NO_PIN=1`, `BENCH_WORK_DIR` (default "
+      "`BENCH_DECODE_REPEATS` (section 6, default 20000 / 3), `BENCH_NO_PIN=1`, `BENCH_WORK_DIR` (default "
       "`$TMPDIR/pkc-bench`: configs, logs, "
       "results.json, the profile), `BENCH_KAFKA_PORT` / `BENCH_KAFKA_CONTROLLER_PORT` / `BENCH_REGISTRY_PORT` "
       "(default 39292 / 39293 / 38281), or `BENCH_KAFKA_BOOTSTRAP` + `BENCH_SCHEMA_REGISTRY_URL` to use a "

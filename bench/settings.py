@@ -74,7 +74,7 @@ class BenchSettings:
     parallel_repeats: int = 1  # the senders take ~30 s a repetition; BENCH_PARALLEL_REPEATS for more
     # decode: best of this many runs of this many in-memory records per format.
     decode_records: int = 20_000
-    decode_repeats: int = 5
+    decode_repeats: int = 3
 
     @classmethod
     def from_env(cls) -> BenchSettings:
