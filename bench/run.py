@@ -17,7 +17,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from bench import group_quota, json_decode_cost, stages
+from bench import decode_cost, group_quota, parallel_baseline, stages
 from bench.procs import Cleanup, pin_pid, start_emulator, start_stack
 from bench.report import write_page
 from bench.settings import BenchSettings, command_line, machine_facts
@@ -47,6 +47,8 @@ def run(s: BenchSettings) -> dict[str, Any]:
         results["workloads"] = stages.produce_workloads(ctx)
         if s.wants("throughput"):
             results["throughput"] = stages.stage_throughput(ctx)
+        if s.wants("parallel_baseline"):
+            results["parallel_baseline"] = parallel_baseline.stage_parallel_baseline(ctx)
         if s.wants("linger"):
             results["linger"] = stages.stage_linger(ctx, results.get("throughput"))
         if s.wants("quota"):
@@ -59,7 +61,7 @@ def run(s: BenchSettings) -> dict[str, Any]:
             results["rss"] = stages.stage_rss(ctx)
         if s.wants("decode"):
             # In-memory, no stack needed; last, so the stack's processes are idle by now.
-            results["decode"] = json_decode_cost.measure()
+            results["decode"] = decode_cost.measure(s.decode_records, s.decode_repeats)
     finally:
         results["elapsed_s"] = time.time() - started
         results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

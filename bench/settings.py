@@ -24,6 +24,11 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _names(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    return tuple(x.strip() for x in raw.split(",") if x.strip()) if raw else default
+
+
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -57,14 +62,23 @@ class BenchSettings:
     registry_url: str | None = None
     work_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "pkc-bench")
     docs: Path = REPO_ROOT / "docs" / "benchmarks.md"
-    stages: tuple[str, ...] = ("throughput", "linger", "quota", "group_quota", "profile", "rss", "decode")
+    stages: tuple[str, ...] = ("throughput", "parallel_baseline", "linger", "quota", "group_quota", "profile", "rss",
+                               "decode")
     # The connector's personalize.http_client in every run (BENCH_HTTP_CLIENT=boto3 for the default).
     http_client: str = "lean"
+    # The clients the throughput and parallel_baseline stages measure side by side (BENCH_HTTP_CLIENTS).
+    http_clients: tuple[str, ...] = ("boto3", "lean")
+    # parallel_baseline: this backlog (sessions of 10) drained by one worker and by N one-event senders.
+    parallel_events: int = 20_000
+    parallel_senders: int = 4
+    parallel_repeats: int = 1  # the senders take ~30 s a repetition; BENCH_PARALLEL_REPEATS for more
+    # decode: best of this many runs of this many in-memory records per format.
+    decode_records: int = 20_000
+    decode_repeats: int = 3
 
     @classmethod
     def from_env(cls) -> BenchSettings:
         d = cls()
-        stages = os.environ.get("BENCH_STAGES")
         return cls(
             seed=_int("BENCH_SEED", d.seed),
             events=_int("BENCH_EVENTS", d.events),
@@ -83,8 +97,14 @@ class BenchSettings:
             registry_url=os.environ.get("BENCH_SCHEMA_REGISTRY_URL") or None,
             work_dir=Path(os.environ["BENCH_WORK_DIR"]) if os.environ.get("BENCH_WORK_DIR") else d.work_dir,
             docs=Path(os.environ["BENCH_DOCS"]) if os.environ.get("BENCH_DOCS") else d.docs,
-            stages=tuple(s.strip() for s in stages.split(",") if s.strip()) if stages else d.stages,
+            stages=_names("BENCH_STAGES", d.stages),
             http_client=os.environ.get("BENCH_HTTP_CLIENT", d.http_client),
+            http_clients=_names("BENCH_HTTP_CLIENTS", d.http_clients),
+            parallel_events=_int("BENCH_PARALLEL_EVENTS", d.parallel_events),
+            parallel_senders=max(1, _int("BENCH_PARALLEL_SENDERS", d.parallel_senders)),
+            parallel_repeats=max(1, _int("BENCH_PARALLEL_REPEATS", d.parallel_repeats)),
+            decode_records=_int("BENCH_DECODE_RECORDS", d.decode_records),
+            decode_repeats=max(1, _int("BENCH_DECODE_REPEATS", d.decode_repeats)),
         )
 
     def wants(self, stage: str) -> bool:
@@ -97,6 +117,13 @@ class BenchSettings:
         out["work_dir"] = str(self.work_dir)
         out["docs"] = str(self.docs)
         return out
+
+
+def default_http_client() -> str:
+    """The `personalize.http_client` a user gets without setting it, read from the config model."""
+    from connector.config.models import PersonalizeConfig
+
+    return str(PersonalizeConfig.model_fields["http_client"].default)
 
 
 def machine_facts() -> dict[str, Any]:

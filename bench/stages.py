@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from bench import ratios
 from bench.procs import (
     Cleanup,
     Emulator,
@@ -36,7 +37,7 @@ from bench.procs import (
     start_emulator,
     tail,
 )
-from bench.settings import REPO_ROOT, BenchSettings
+from bench.settings import REPO_ROOT, BenchSettings, default_http_client
 from bench.workload import (
     LiveReplay,
     create_topic,
@@ -137,12 +138,13 @@ def connector_config(
     in_flight: int = 16,
     max_rps: float = 1_000_000.0,
     metrics_port: int = 0,
+    http_client: str | None = None,
 ) -> Path:
     config = {
         "kafka": {"bootstrap_servers": ctx.stack.bootstrap, "group_id": ctx.name("group"), "topics": [topic]},
         "schema_registry": {"url": ctx.stack.registry_url},
         "personalize": {"tracking_id": tracking_id, "region": "us-east-1", "endpoint_url": emulator.url,
-                        "max_requests_per_second": max_rps, "http_client": ctx.s.http_client},
+                        "max_requests_per_second": max_rps, "http_client": http_client or ctx.s.http_client},
         "batching": {"linger_ms": linger_ms, "max_in_flight_calls": in_flight},
         "observability": {"metrics_port": metrics_port, "log_format": "text"},
     }
@@ -218,6 +220,7 @@ def run_summary(m: Measured, d: Deliveries, expected: int) -> dict[str, Any]:
         "events_per_s": d.events / window,
         "cpu_window_s": cpu,
         "cpu_ms_per_1000": 1000 * 1000 * cpu / d.events if d.events else float("nan"),
+        "cpu_us_per_call": 1e6 * cpu / d.calls if d.calls else float("nan"),
         "cpu_total_s": m.cpu_total_s,
         "wall_s": m.wall_s,
         "maxrss_mb": m.maxrss_kb / 1024,
@@ -225,11 +228,13 @@ def run_summary(m: Measured, d: Deliveries, expected: int) -> dict[str, Any]:
     }
 
 
-def connector_backlog_run(ctx: Context, what: str, *, linger_ms: int = 1000, label: str = "") -> dict[str, Any]:
-    tracking = ctx.name(label or f"conn-{what}-l{linger_ms}")
+def connector_backlog_run(ctx: Context, what: str, *, linger_ms: int = 1000, label: str = "",
+                          http_client: str | None = None) -> dict[str, Any]:
+    client = http_client or ctx.s.http_client
+    tracking = ctx.name(label or f"conn-{what}-l{linger_ms}-{client}")
     ctx.emulator.reset()
     config = connector_config(ctx, topic=ctx.topics[what], emulator=ctx.emulator, tracking_id=tracking,
-                              linger_ms=linger_ms)
+                              linger_ms=linger_ms, http_client=client)
     expected = ctx.workloads[what]["events"]
     m = start_connector(ctx, config).finish(timeout_s=60 + expected / 500)
     check_exit(m, f"connector ({tracking})")
@@ -237,7 +242,8 @@ def connector_backlog_run(ctx: Context, what: str, *, linger_ms: int = 1000, lab
     out = run_summary(m, d, expected)
     out["ideal_calls"] = ctx.ideal_backlog[what]
     out["linger_ms"] = linger_ms
-    log(f"connector {what} linger={linger_ms}ms: {out['events_per_s']:,.0f} events/s, "
+    out["http_client"] = client
+    log(f"connector [{client}] {what} linger={linger_ms}ms: {out['events_per_s']:,.0f} events/s, "
         f"{out['cpu_ms_per_1000']:.0f} ms CPU/1000 events, {out['calls']:,} calls (ideal {out['ideal_calls']:,})")
     if d.events != expected or d.duplicates:
         log(f"WARNING: delivered {d.events} of {expected} events, {d.duplicates} duplicate ids")
@@ -288,32 +294,67 @@ def ceiling_run(ctx: Context) -> dict[str, Any]:
 
 
 def stage_throughput(ctx: Context) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {"connector": [], "connector_full": [], "baseline": [], "ceiling": []}
-    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("connector", lambda: connector_backlog_run(ctx, "default")),
-        ("connector_full", lambda: connector_backlog_run(ctx, "full")),
-        ("baseline", lambda: baseline_run(ctx)),
-        ("ceiling", lambda: ceiling_run(ctx)),
-    ]
+    """The connector with each client of `http_clients`, the baseline and the ceiling, side by side.
+
+    runs["connector:CLIENT"] / ["connector_full:CLIENT"] per client; runs["connector"] /
+    ["connector_full"], "median" and the top-level ratios are the headline client's: the default
+    `personalize.http_client` (what a user gets) when it was measured.
+    """
+    clients = list(ctx.s.http_clients)
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    for what, key in (("default", "connector"), ("full", "connector_full")):
+        steps += [(f"{key}:{c}", lambda what=what, c=c: connector_backlog_run(ctx, what, http_client=c))
+                  for c in clients]
+    steps += [("baseline", lambda: baseline_run(ctx)), ("ceiling", lambda: ceiling_run(ctx))]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in steps}
     for rep in range(ctx.s.repeats):
         log(f"throughput repetition {rep + 1}/{ctx.s.repeats}")
         # Rotate the order so a drift in machine load does not always hit the same contender.
         for name, step in steps[rep % len(steps):] + steps[: rep % len(steps)]:
             runs[name].append(step())
+    default = default_http_client()
+    headline = default if default in clients else clients[0]
+    by_client = {c: client_ratios(runs, c) for c in clients}
+    runs["connector"], runs["connector_full"] = runs[f"connector:{headline}"], runs[f"connector_full:{headline}"]
     med = {name: {k: median([r[k] for r in rs]) for k in ("events_per_s", "cpu_ms_per_1000")}
            for name, rs in runs.items()}
-    paired_speedup = [c["events_per_s"] / b["events_per_s"] for c, b in zip(runs["connector"], runs["baseline"],
-                                                                          strict=True)]
-    paired_cpu_ratio = [c["cpu_ms_per_1000"] / x["cpu_ms_per_1000"] for c, x in zip(runs["connector"],
-                                                                                   runs["ceiling"], strict=True)]
     return {
         "runs": runs,
         "median": med,
-        "speedup_vs_baseline": median(paired_speedup),
-        "speedup_vs_baseline_runs": paired_speedup,
-        "cpu_vs_ceiling": median(paired_cpu_ratio),
-        "cpu_vs_ceiling_runs": paired_cpu_ratio,
+        "default_client": default,
+        "headline_client": headline,
+        "clients": by_client,
+        "vs_default_client": {c: client_vs(runs, c, headline) for c in clients if c != headline},
+        "speedup_vs_baseline": by_client[headline]["speedup_vs_baseline"],
+        "speedup_vs_baseline_runs": by_client[headline]["speedup_vs_baseline_runs"],
+        "cpu_vs_ceiling": by_client[headline]["cpu_vs_ceiling"],
+        "cpu_vs_ceiling_runs": by_client[headline]["cpu_vs_ceiling_runs"],
     }
+
+
+def client_ratios(runs: dict[str, list[dict[str, Any]]], client: str) -> dict[str, Any]:
+    """One client's headline ratios, each paired by repetition with the baseline or the ceiling."""
+    default_wl, full = runs[f"connector:{client}"], runs[f"connector_full:{client}"]
+    out: dict[str, Any] = {
+        "speedup_vs_baseline_runs": ratios.paired(default_wl, runs["baseline"], "events_per_s"),
+        "cpu_vs_ceiling_runs": ratios.paired(default_wl, runs["ceiling"], "cpu_ms_per_1000"),
+        "cpu_vs_ceiling_full_runs": ratios.paired(full, runs["ceiling"], "cpu_ms_per_1000"),
+    }
+    out |= {k.removesuffix("_runs"): ratios.median(v) for k, v in list(out.items())}
+    for key, rs in (("connector", default_wl), ("connector_full", full)):
+        out[key] = {k: median([r[k] for r in rs]) for k in ("events_per_s", "cpu_ms_per_1000", "cpu_us_per_call")}
+    return out
+
+
+def client_vs(runs: dict[str, list[dict[str, Any]]], client: str, other: str) -> dict[str, Any]:
+    """`client` / `other`, paired by repetition: events/s and CPU per call on both workloads."""
+    out: dict[str, Any] = {}
+    for key in ("connector", "connector_full"):
+        for figure in ("events_per_s", "cpu_us_per_call"):
+            paired = ratios.paired(runs[f"{key}:{client}"], runs[f"{key}:{other}"], figure)
+            out[f"{key}.{figure}_runs"] = paired
+            out[f"{key}.{figure}"] = ratios.median(paired)
+    return out
 
 
 def metrics_value(port: int, name: str) -> float | None:
@@ -379,7 +420,8 @@ def live_run(ctx: Context, linger_ms: int) -> dict[str, Any]:
 def stage_linger(ctx: Context, throughput: dict[str, Any] | None) -> dict[str, Any]:
     backlog: list[dict[str, Any]] = []
     for linger in ctx.s.lingers_ms:
-        reuse = throughput["runs"]["connector"] if throughput and linger == 1000 else None
+        # The throughput stage's runs with this stage's client, if it measured that one.
+        reuse = throughput["runs"].get(f"connector:{ctx.s.http_client}") if throughput and linger == 1000 else None
         if reuse:
             row = dict(reuse[0])
             row["calls"] = int(median([r["calls"] for r in reuse]))
@@ -480,8 +522,9 @@ def stage_profile(ctx: Context, throughput: dict[str, Any] | None) -> dict[str, 
     )
     check_exit(m2, "botocall")
     result["client_call_cpu"] = json.loads(m2.stdout.strip().splitlines()[-1])
-    if throughput:
-        result["unprofiled_cpu_ms_per_1000"] = throughput["median"]["connector"]["cpu_ms_per_1000"]
+    profiled = f"connector:{ctx.s.http_client}"  # the throughput runs with the client profiled here
+    if throughput and profiled in throughput["median"]:
+        result["unprofiled_cpu_ms_per_1000"] = throughput["median"][profiled]["cpu_ms_per_1000"]
     log("profile: " + ", ".join(f"{k} {v:.1f}s" for k, v in list(result["stages_cpu_s"].items())[:4]))
     return result
 

@@ -155,7 +155,7 @@ class DecodeConfig(_Section):
     # json_schema: check each value against the JSON Schema its producer registered (SchemaMismatch
     # when it does not match). On by default because it is cheap: the schema is compiled once per
     # id (fastjsonschema) and a typical event is checked in ~3 us; decode + map validated stays
-    # below Avro's (bench/json_decode_cost.py).
+    # below Avro's (bench/decode_cost.py).
     validate_json_schema: bool = True
 
     # A field validator (not a model validator) so the error is reported at decode.writer_schema.

@@ -6,7 +6,7 @@ once into a validator with fastjsonschema: the value is checked against what its
 registered, and one that does not match is dead-lettered as SchemaMismatch. The record is then
 shaped like its Avro twin exactly as in format json (connector.decode.json_value).
 
-Validation is on by default because it is affordable (bench/json_decode_cost.py, one 2-core
+Validation is on by default because it is affordable (bench/decode_cost.py, one 2-core
 machine): the compiled validator checks a typical event in 2.9 us, so decode + map is 17.7 us per
 record validated, 12.8 us not, and 18.7 us for the same event in Avro. The jsonschema package,
 interpreted, takes 83 us for the same check: 28 times more.
