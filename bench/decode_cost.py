@@ -31,7 +31,7 @@ from connector.decode.base import canonical_schema_text, parse
 from connector.decode.protobuf_wire import frame
 from connector.destinations.events import EventMapper
 from connector.records import SourceRecord
-from connector.tools.protobuf_records import InteractionEventEncoder, interaction_event_proto
+from connector.tools.protobuf_records import MessageEncoder, interaction_event_proto
 
 LOGICAL_FIELDS: list[dict[str, Any]] = [
     {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
@@ -68,7 +68,7 @@ def _values(schema: dict[str, Any], n: int, logical: bool) -> list[bytes]:
 
 def _protobuf_case(n: int) -> tuple[Callable[[bytes], Any], EventMapper, list[bytes]]:
     """The canonical records as packaged InteractionEvent Protobuf messages (decode.format protobuf)."""
-    encoder = InteractionEventEncoder()
+    encoder = MessageEncoder()
     values = [frame(1, encoder.encode(_record(i, False))) for i in range(n)]
     decoder = ProtobufWireDecoder(lambda _id: (interaction_event_proto(), {}))
     return decoder.decode, EventMapper(MappingConfig(), "tracker"), values
