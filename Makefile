@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help venv test unit lint demo bench chart-test stack-up stack-down clean
 
 help:
-	@echo "make demo        local stack + emulator + sample traffic through the connector, then down"
+	@echo "make demo        local stack + emulator + sample traffic through the connector, then down (DEMO_FORMAT=avro|json|json_schema|protobuf)"
 	@echo "make test        lint, unit, emulator and integration tests (real Kafka + registry)"
 	@echo "make lint        ruff + mypy"
 	@echo "make bench       benchmarks side by side with the one-call-per-event baseline -> docs/benchmarks.md"

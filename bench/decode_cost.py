@@ -50,7 +50,7 @@ from connector.decode.base import canonical_schema_text, parse
 from connector.decode.protobuf_wire import frame
 from connector.destinations.events import EventMapper
 from connector.records import SourceRecord
-from connector.tools.protobuf_records import InteractionEventEncoder, interaction_event_proto
+from connector.tools.protobuf_records import MessageEncoder, interaction_event_proto
 
 HEADER = b"\x00" + (1).to_bytes(4, "big")
 SENT_AT_MS = 1_714_564_800_000
@@ -154,7 +154,7 @@ def measure(n: int = 20_000, repeats: int = 5) -> list[dict[str, Any]]:
     typical = [orjson.dumps(_event(i)) for i in range(n)]
     reader = load_schema(None)
     json_schema = avro_schemas.read(avro_schemas.INTERACTION_EVENT_JSON_SCHEMA)
-    encoder = InteractionEventEncoder()
+    encoder = MessageEncoder()
     plain = MappingConfig()
     formats: dict[str, tuple[Callable[[bytes], dict[str, Any]], list[bytes], MappingConfig]] = {
         "avro": (_avro_decoder(canonical), avro, plain),

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", help="default: the first topic routed to the kind's destination")
     produce.add_argument("--format", choices=("avro", "json", "json_schema", "protobuf"), default="avro",
                          help="value format: Confluent Avro (default), plain JSON, Confluent JSON Schema, or "
-                              "Confluent Protobuf (json_schema and protobuf: interactions only)")
+                              "Confluent Protobuf, each with the kind's packaged schema")
     produce.set_defaults(handler=_produce)
 
     check = sub.add_parser(

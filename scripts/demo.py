@@ -14,11 +14,16 @@ Phases, each explained on screen as it runs:
      letter's headers);
   7. stop everything (also on failure or Ctrl-C).
 
+Every topic carries one value format, `--format avro|json|json_schema|protobuf` (default: DEMO_FORMAT,
+else avro; scripts/demo_formats.py): the records are produced in it, the config's decode.format
+reads it, and the verification decodes with that same configuration.
+
 Exit code 0 only when the verification holds.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.resources
 import json
@@ -43,6 +48,7 @@ from typing import Any
 import yaml
 
 # scripts/ is on sys.path: the demo runs as a script.
+from demo_formats import DEFAULT, FORMATS, DemoFormat, demo_format
 from demo_streams import Stream, StreamCheck, check_stream, demo_streams
 from rich.console import Console
 from rich.table import Table
@@ -70,6 +76,7 @@ def env_int(name: str, default: int) -> int:
 
 @dataclass
 class Demo:
+    value_format: DemoFormat = field(default_factory=lambda: FORMATS[DEFAULT])
     events: int = field(default_factory=lambda: env_int("DEMO_EVENTS", 20_000))
     bad_ratio: float = field(default_factory=lambda: float(os.environ.get("DEMO_BAD_RATIO", "0.01")))
     kafka_port: int = field(default_factory=lambda: env_int("DEMO_KAFKA_PORT", 19092))
@@ -130,7 +137,7 @@ class Demo:
     def start_stack(self) -> None:
         phase("1/6", "Starting the local stack")
         explain(
-            "The connector reads from Apache Kafka and decodes Avro through a schema registry. We start both as",
+            f"The connector reads from Apache Kafka and {self.value_format.decoding}. We start both as",
             f"local Java processes (scripts/local-stack) on the demo's own ports: Kafka :{self.kafka_port}, "
             f"registry :{self.registry_port},",
             "so they do not collide with a test run. The first run downloads the jars (~170 MB, cached).",
@@ -188,9 +195,10 @@ class Demo:
         config = {
             "kafka": {"bootstrap_servers": self.bootstrap, "group_id": self.group, "topics": [interactions.topic]},
             "schema_registry": {"url": self.registry_url},
+            # One format on all five topics: the global decode.format serves every route (routes have none).
             # The workload's "unknown schema id" records use an id nobody registers: dead-letter them
             # at once rather than after the default minute of waiting for the registry to learn it.
-            "decode": {"unknown_schema_retry_s": 0},
+            "decode": {"format": self.value_format.decode_format, "unknown_schema_retry_s": 0},
             "personalize": {"tracking_id": self.tracking_id, "region": "us-east-1",
                             "endpoint_url": self.emulator_url},
             "dlq": {"topic": self.dlq_topic},
@@ -219,13 +227,14 @@ class Demo:
     def produce(self) -> None:
         from connector.tools.produce import produce
 
-        phase("4/6", f"Producing {sum(s.count for s in self.streams):,} sample records of five kinds")
+        phase("4/6", f"Producing {sum(s.count for s in self.streams):,} sample records of five kinds "
+                     f"in {self.value_format.label}")
         explain(
             "Realistic shop traffic: sessions of views, clicks, add-to-carts and purchases, the catalogue and the",
             "profiles they refer to, a few actions (sign-up, app install ...) and interactions with them, each",
-            "Avro-encoded with its packaged schema (avro_schemas/) registered in the registry.",
-            f"About {self.bad_ratio:.0%} are deliberately broken (not Avro, truncated, no session id, reserved",
-            "property, an id too long, a delete marker ...) to show dead-lettering.",
+            f"{self.value_format.written_as}.",
+            f"About {self.bad_ratio:.0%} are deliberately broken (not {self.value_format.short}, truncated, no "
+            "session id, reserved property, an id too long, a delete marker ...) to show dead-lettering.",
         )
         table = Table(title="sample records produced", title_justify="left")
         table.add_column("operation", no_wrap=True)
@@ -235,7 +244,7 @@ class Demo:
         for stream in self.streams:
             records = stream.kind.generate(stream.count, None, 7, self.bad_ratio)
             summary = produce(records, self.bootstrap, self.registry_url, stream.topic, total=stream.count,
-                              schema=stream.kind.schema)
+                              schema=stream.kind.schema, value_format=self.value_format.name)
             self.produced_count += summary.produced
             broken = ", ".join(f"{kind} {n}" for kind, n in summary.bad.items()) or "-"
             table.add_row(stream.operation, stream.topic, f"{summary.produced:,}", broken)
@@ -321,7 +330,8 @@ class Demo:
             "Every produced record must have either reached Personalize under its operation (an item's itemId, a",
             "user's userId, an action's actionId; an event's or action interaction's own eventId, or the id derived",
             "from topic/partition/offset) or been dead-lettered (its topic/partition/offset is named in a dead",
-            "letter's pkc.source.* headers). Nothing may be missing.",
+            "letter's pkc.source.* headers). Nothing may be missing. Each record is read back as the connector",
+            f"reads it: the config's decode.format ({self.value_format.decode_format}) and the route's schema.",
         )
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"demo-verify-{uuid.uuid4().hex}",
                              "enable.auto.commit": False, "auto.offset.reset": "earliest"})
@@ -343,7 +353,8 @@ class Demo:
         registry = registry_client(settings)
         checks = []
         for stream in self.streams:
-            # Read as the connector reads the stream's route: with its destination's packaged schema.
+            # Read as the connector reads the stream's route: its decode.format, its destination's packaged
+            # schema (the reader schema of Avro and JSON; Protobuf's fields are the registered message's).
             reader = Path(str(importlib.resources.files("avro_schemas") / stream.kind.schema))
             decode = settings.decode.model_copy(update={"reader_schema": reader})
             decoder = build_decoder(settings.model_copy(update={"decode": decode}), registry)
@@ -378,7 +389,7 @@ class Demo:
     def print_summary(self, checks: list[StreamCheck], reasons: Counter[tuple[str, str]],
                       operations: dict[str, dict[str, int]]) -> None:
         """One row per operation, the dead letters by reason, then the run's timings."""
-        table = Table(title="demo summary", title_justify="left", caption_justify="left",
+        table = Table(title=f"demo summary ({self.value_format.label})", title_justify="left", caption_justify="left",
                       caption="delivered (distinct ids at Personalize): what the emulator stored under the stream's "
                               "tracker or dataset; calls: accepted calls; duplicates: ids stored twice")
         table.add_column("operation", no_wrap=True)
@@ -549,14 +560,26 @@ def read_all(consumer: Any, topic: str, timeout_s: float = 120) -> Iterator[Any]
     consumer.unassign()
 
 
+def chosen_format(option: str | None) -> DemoFormat:
+    """--format, else DEMO_FORMAT (what `make demo DEMO_FORMAT=protobuf` sets: make passes no arguments)."""
+    try:
+        return demo_format(option or os.environ.get("DEMO_FORMAT") or DEFAULT)
+    except ValueError as exc:
+        raise DemoFailed(f"DEMO_FORMAT: {exc}") from None
+
+
 def main() -> int:
     def interrupted(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
+    parser = argparse.ArgumentParser(prog="scripts/demo", description="make demo: all five operations end to end")
+    parser.add_argument("--format", choices=list(FORMATS), default=None,
+                        help=f"the records' value format (default: $DEMO_FORMAT, else {DEFAULT})")
+    args = parser.parse_args()
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGHUP, interrupted)
     try:
-        demo = Demo()
+        demo = Demo(value_format=chosen_format(args.format))
     except DemoFailed as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
@@ -567,7 +590,8 @@ def main() -> int:
     explain(
         "Kafka -> personalize-connector -> Amazon Personalize (emulated), all on this machine, then all stopped.",
         f"All five operations: {demo.events:,} interaction events plus items, users, actions and action",
-        f"interactions, ~{demo.bad_ratio:.0%} deliberately broken. Working files: {demo.workdir}",
+        f"interactions in {demo.value_format.label}, ~{demo.bad_ratio:.0%} deliberately broken.",
+        f"Working files: {demo.workdir}",
     )
     code = 1
     try:

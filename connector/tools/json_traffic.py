@@ -1,7 +1,8 @@
 """Sample traffic as JSON values: plain (decode.format json) or Confluent JSON Schema framed (json_schema).
 
 The same records as the Avro traffic (connector.tools.workload / samples), written as the JSON a
-producer of these formats sends: field names as in the Avro schema, timestamps in epoch milliseconds.
+producer of these formats sends: field names as in the Avro schema, timestamps in epoch milliseconds;
+json_schema registers the kind's packaged JSON Schema twin (avro_schemas.JSON_SCHEMAS).
 Bad records stay bad in JSON: a "not-avro" record that happens to be a JSON object loses its closing
 brace (else it would be a good JSON record), a truncated one is cut halfway through its JSON text.
 """
@@ -19,15 +20,15 @@ import avro_schemas
 from connector.destinations.fields import epoch_millis
 from connector.tools.workload import MAGIC_BYTE, SampleRecord
 
-JSON_SCHEMA_FILE = avro_schemas.INTERACTION_EVENT_JSON_SCHEMA
 
-
-def register_json_schema(registry_url: str, subject: str, registry_config: Mapping[str, Any] | None = None) -> int:
-    """Register the packaged JSON Schema of interaction events under `subject` (idempotent); its id."""
+def register_json_schema(registry_url: str, subject: str, registry_config: Mapping[str, Any] | None = None,
+                         schema: str = avro_schemas.INTERACTION_EVENT) -> int:
+    """Register the packaged JSON Schema twin of the Avro schema `schema` under `subject` (idempotent); its id."""
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
     client = SchemaRegistryClient.new_client({**(registry_config or {}), "url": registry_url})
-    return int(client.register_schema(subject, Schema(avro_schemas.read(JSON_SCHEMA_FILE), "JSON")))
+    text = avro_schemas.read(avro_schemas.JSON_SCHEMAS[schema])
+    return int(client.register_schema(subject, Schema(text, "JSON")))
 
 
 def _json_default(value: Any) -> Any:

@@ -1,5 +1,5 @@
-"""Produce sample traffic to Kafka in Confluent Avro wire format (or, with `--format`, as JSON or
-Confluent JSON Schema: connector.tools.json_traffic): interactions (from
+"""Produce sample traffic to Kafka in Confluent Avro wire format (or, with `--format`, as JSON,
+Confluent JSON Schema (connector.tools.json_traffic) or Confluent Protobuf): interactions (from
 `connector.tools.workload`) or, with `--kind`, items, users, actions or action interactions (from
 `connector.tools.samples`).
 
@@ -11,8 +11,9 @@ sidesteps the serializer's default "associated" subject-name lookup, an extra re
 that older registries 404.
 Bad records go out exactly as the generator labelled them, so the connector's dead-letter path
 can be exercised and counted.
-`--format protobuf` (interactions only): the packaged interaction_event.proto is registered instead
-and values are Confluent's Protobuf framing of InteractionEvent messages; bad records the same.
+`--format json_schema` / `protobuf`: the kind's packaged JSON Schema / .proto twin of its .avsc
+(avro_schemas.JSON_SCHEMAS / PROTOS) is registered instead and each value is framed in that format;
+bad records stay bad as labelled (json_traffic, make_protobuf_encoder).
 """
 
 from __future__ import annotations
@@ -88,34 +89,36 @@ def register_schema(
 ) -> int:
     """Register the packaged `schema` (default: the canonical one) under `subject` (idempotent); its id.
 
-    `wire_format` "protobuf" registers the packaged interaction_event.proto instead.
+    `wire_format` "protobuf" registers the schema's packaged .proto twin instead.
     """
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
     # new_client() also understands "mock://" URLs, which the unit tests use.
     client = SchemaRegistryClient.new_client({**(registry_config or {}), "url": registry_url})
     if wire_format == "protobuf":
-        from connector.tools.protobuf_records import interaction_event_proto
+        from connector.tools.protobuf_records import packaged_proto
 
-        return int(client.register_schema(subject, Schema(interaction_event_proto(), "PROTOBUF")))
+        return int(client.register_schema(subject, Schema(packaged_proto(schema), "PROTOBUF")))
     return int(client.register_schema(subject, Schema(canonical_schema_str(schema), "AVRO")))
 
 
-def make_protobuf_encoder(schema_id: int) -> Callable[[SampleRecord], bytes]:
-    """make_encoder's Protobuf twin: interaction events as framed packaged InteractionEvent messages."""
+def make_protobuf_encoder(schema_id: int, schema: str = SCHEMA_FILE) -> Callable[[SampleRecord], bytes]:
+    """make_encoder's Protobuf twin: records as framed messages of the packaged .proto twin of `schema`."""
     # Imported here: Avro-only runs never load the Protobuf runtime.
     from connector.decode.protobuf_wire import frame
-    from connector.tools.protobuf_records import InteractionEventEncoder
+    from connector.tools.protobuf_records import MessageEncoder
 
-    events = InteractionEventEncoder()
+    messages = MessageEncoder(schema)
 
     def encode(record: SampleRecord) -> bytes:
-        if record.raw is not None:
+        if record.raw is not None:  # not-avro (no magic byte) and unknown-schema-id stay as they are
             return record.raw
         assert record.value is not None  # SampleRecord: exactly one of value and raw
-        framed = frame(schema_id, events.encode(record.value))
+        framed = frame(schema_id, messages.encode(record.value))
         # Half a Protobuf body may end on a field boundary and decode; the last byte never can here:
-        # the message's last field is always length-delimited (sentAt or a string after it).
+        # a truncated sample's last field is always length-delimited (an event's sentAt or a string
+        # after it; an entity's id or properties, its delete marker being unset; an action interaction's
+        # fields are all strings, messages or maps).
         return framed[:-1] if record.bad_kind == "truncated" else framed
 
     return encode
@@ -163,8 +166,8 @@ def produce(
     built by it, from `kafka.config` and `kafka.msk_iam_region`, instead of `bootstrap` and `extra_config`.
     `schema`: the packaged schema the records' values are written with (see connector.tools.samples).
     `value_format`: "avro" (Confluent wire format), "json" (plain JSON objects, `registry_url` unused),
-    "json_schema" (Confluent JSON Schema wire format with the packaged interaction-event JSON Schema)
-    or "protobuf" (interaction events in Confluent's Protobuf framing, the packaged .proto).
+    "json_schema" (Confluent JSON Schema wire format with `schema`'s packaged JSON Schema twin)
+    or "protobuf" (Confluent's Protobuf framing of messages of `schema`'s packaged .proto twin).
     The progress bar shows only when `progress` is true and stderr is a terminal (or rich is forced
     with FORCE_TERMINAL=1); `total` sizes it (default: len(records) when records is Sized).
     """
@@ -256,18 +259,14 @@ def _encoder(value_format: str, registry_url: str, subject: str, registry_config
         schema_id = register_schema(registry_url, subject, registry_config, schema)
         return schema_id, make_encoder(schema_id, schema)
     if value_format == "protobuf":
-        if schema != SCHEMA_FILE:
-            raise ValueError("--format protobuf has a packaged .proto for interactions only")
         schema_id = register_schema(registry_url, subject, registry_config, schema, wire_format="protobuf")
-        return schema_id, make_protobuf_encoder(schema_id)
+        return schema_id, make_protobuf_encoder(schema_id, schema)
     from connector.tools.json_traffic import make_json_encoder, register_json_schema
 
     if value_format == "json":
         return None, make_json_encoder(None)
     if value_format == "json_schema":
-        if schema != SCHEMA_FILE:
-            raise ValueError("--format json_schema has a packaged JSON Schema for interactions only")
-        schema_id = register_json_schema(registry_url, subject, registry_config)
+        schema_id = register_json_schema(registry_url, subject, registry_config, schema)
         return schema_id, make_json_encoder(schema_id)
     raise ValueError(f"unknown value format {value_format!r}")
 
@@ -337,9 +336,6 @@ def run_from_cli(args: argparse.Namespace) -> int:
         err.print(f"[red]{exc}[/red]", highlight=False)
         return 2
     kind = KINDS[args.kind]
-    if getattr(args, "format", "avro") == "protobuf" and args.kind != "interactions":
-        err.print("[red]--format protobuf produces interactions only (the packaged .proto is the event's)[/red]")
-        return 2
     # Default: the first topic routed to the kind's destination (for interactions, kafka.topics[0]).
     routed = [t for route in settings.effective_routes() if route.destination == kind.destination for t in route.topics]
     topic: str | None = args.topic or next(iter(routed), None)
@@ -353,9 +349,6 @@ def run_from_cli(args: argparse.Namespace) -> int:
     registry_url = settings.schema_registry.url or ""
     if not registry_url and value_format != "json":
         err.print(f"[red]schema_registry.url is required to produce {value_format} records[/red]")
-        return 2
-    if value_format == "json_schema" and kind.schema != SCHEMA_FILE:
-        err.print("[red]--format json_schema produces interactions only (its JSON Schema is packaged)[/red]")
         return 2
     records = kind.generate(args.events, args.sessions, args.seed, args.bad_ratio)
     try:

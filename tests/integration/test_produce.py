@@ -185,6 +185,54 @@ def test_produce_kind_writes_the_kind_with_its_packaged_schema_to_its_route(
     assert refused.returncode == 2 and f"no route of the config sends to {other}; pass --topic NAME" in refused.stderr
 
 
+@pytest.mark.parametrize(("value_format", "cli_kind"), [("json_schema", "items"), ("protobuf", "action-interactions")])
+def test_produce_format_writes_every_kind_with_its_packaged_twin(
+    stack: Any, new_topic: Callable[..., str], registry_client: Any, group_id: str, tmp_path: Path, value_format: str,
+    cli_kind: str,
+) -> None:
+    """`produce --format json_schema|protobuf --kind K`: the kind's packaged JSON Schema / .proto is
+    registered under `<topic>-value`, and the connector's decoder, reading it from the registry,
+    gets each good record back and refuses the undecodable ones. One kind through the CLI, the
+    others through produce() (the CLI's only work beyond it is choosing the kind's schema)."""
+    from connector.decode import JsonSchemaWireDecoder, ProtobufWireDecoder, load_schema
+    from connector.records import DecodeError
+
+    path = write_config(tmp_path, connector_config(
+        bootstrap=stack.bootstrap, registry_url=stack.registry_url, emulator_url="http://127.0.0.1:9",
+        topics=["unused"], group_id=group_id, tracking_id="t"))
+    twins = avro_schemas.PROTOS if value_format == "protobuf" else avro_schemas.JSON_SCHEMAS
+    for kind in ("items", "users", "actions", "action-interactions"):
+        sample = KINDS[kind]
+        topic = new_topic(partitions=1, suffix=kind)
+        if kind == cli_kind:
+            done = _produce_cli(path, "--format", value_format, "--kind", kind, "--topic", topic, "--events", "40",
+                                "--bad-ratio", "0.2")
+            assert done.returncode == 0, done.stdout + done.stderr
+        else:
+            produce(sample.generate(40, None, 7, 0.2), stack.bootstrap, stack.registry_url, topic, progress=False,
+                    schema=sample.schema, value_format=value_format)
+        latest = registry_client.get_latest_version(f"{topic}-value").schema
+        assert latest.schema_type == ("PROTOBUF" if value_format == "protobuf" else "JSON")
+        assert latest.schema_str == avro_schemas.read(twins[sample.schema])
+
+        if value_format == "protobuf":
+            decoder: Any = ProtobufWireDecoder.from_registry(registry_client, unknown_schema_retry_s=0)
+        else:
+            reader = load_schema(Path(avro_schemas.__file__).parent / sample.schema)
+            decoder = JsonSchemaWireDecoder.from_registry(registry_client, reader, unknown_schema_retry_s=0)
+        generated = list(sample.generate(40, None, 7, 0.2))  # the CLI's default seed
+        produced = read_topic(stack.bootstrap, topic)
+        assert [r.key for r in produced] == [g.key for g in generated]
+        assert {g.bad_kind for g in generated} & UNDECODABLE_KINDS, kind
+        for record, rec in zip(generated, produced, strict=True):
+            if record.bad_kind in UNDECODABLE_KINDS:
+                with pytest.raises(DecodeError):
+                    decoder.decode(rec.value)
+            else:
+                assert record.value is not None
+                assert decoder.decode(rec.value)[sample.id_field] == record.value[sample.id_field], kind
+
+
 def _produce_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("personalize-connector")
     return subprocess.run([str(exe), "produce", "--config", str(config), *args], capture_output=True, text=True,

@@ -19,11 +19,11 @@ from connector.decode.base import canonical_schema_text
 from connector.decode.protobuf_wire import ProtoSource, frame, read_message_indexes
 from connector.destinations.events import EventMapper
 from connector.records import DecodeError, RecordError, SourceRecord
-from connector.tools.protobuf_records import InteractionEventEncoder, interaction_event_proto
+from connector.tools.protobuf_records import MessageEncoder, interaction_event_proto
 
 SENT_AT = dt.datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=dt.UTC)
 SOURCE = SourceRecord("interactions", 0, 7, b"k", b"v")
-ENCODER = InteractionEventEncoder()
+ENCODER = MessageEncoder()
 
 
 def record(**overrides: Any) -> dict[str, Any]:
