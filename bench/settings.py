@@ -58,7 +58,7 @@ class BenchSettings:
     work_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")) / "pkc-bench")
     docs: Path = REPO_ROOT / "docs" / "benchmarks.md"
     stages: tuple[str, ...] = ("throughput", "linger", "quota", "group_quota", "profile", "rss", "decode")
-    # The connector's personalize.http_client in every run (BENCH_HTTP_CLIENT=boto3 for the default).
+    # The connector's personalize.http_client in every run: lean is the default; BENCH_HTTP_CLIENT=boto3 the SDK.
     http_client: str = "lean"
 
     @classmethod

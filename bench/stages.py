@@ -313,6 +313,9 @@ def stage_throughput(ctx: Context) -> dict[str, Any]:
         "speedup_vs_baseline_runs": paired_speedup,
         "cpu_vs_ceiling": median(paired_cpu_ratio),
         "cpu_vs_ceiling_runs": paired_cpu_ratio,
+        # Issue 17's figure: 10-event sessions (one full call per session) against the same ceiling.
+        "cpu_vs_ceiling_sessions10": median([c["cpu_ms_per_1000"] / x["cpu_ms_per_1000"]
+                                             for c, x in zip(runs["connector_full"], runs["ceiling"], strict=True)]),
     }
 
 
