@@ -280,12 +280,15 @@ class LeanPersonalizeClient:
         self._operations = {
             method: _Operation(service_model.operation_model(name)) for method, name in _OPERATIONS.items()
         }
-        self._urls = {method: self.endpoint_url + op.path for method, op in self._operations.items()}
         parts = urlsplit(self.endpoint_url)
-        if parts.path not in ("", "/"):
-            raise ValueError(f"endpoint_url with a path is not supported: {self.endpoint_url}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"endpoint_url with a query is not supported: {self.endpoint_url}")
+        # An endpoint_url with a path (a gateway's prefix) prefixes every operation's path, as in botocore.
+        self._paths = {method: parts.path.rstrip("/") + op.path for method, op in self._operations.items()}
+        origin = f"{parts.scheme}://{parts.netloc}"
+        self._urls = {method: origin + path for method, path in self._paths.items()}
         self._signer = JsonPostSigner(self.endpoint_url, self._signing_name, self.signing_region)
-        self._canonical_paths = {m: self._signer.canonical_path(op.path) for m, op in self._operations.items()}
+        self._canonical_paths = {m: self._signer.canonical_path(path) for m, path in self._paths.items()}
         self._user_agent = _user_agent(self._session)
         self._credentials = self._session.get_credentials()
         self._parser = create_parser(service_model.resolved_protocol)
@@ -368,7 +371,7 @@ class LeanPersonalizeClient:
         body, headers = self._signed(method, params)
         op = self._operations[method]
         url: str = self._urls[method]
-        target = url if self._via_proxy else op.path
+        target = url if self._via_proxy else self._paths[method]
         try:
             response = self._pool.urlopen(
                 "POST",

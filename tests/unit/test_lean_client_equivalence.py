@@ -102,7 +102,8 @@ def test_partitions_fips_and_dualstack_resolve_as_botocore(
 
 
 @pytest.mark.parametrize("endpoint_url", ["http://127.0.0.1:8750", "https://personalize.internal.example:8443",
-                                          "https://vpce-0a1b.personalize-events.eu-west-1.vpce.amazonaws.com/"])
+                                          "https://vpce-0a1b.personalize-events.eu-west-1.vpce.amazonaws.com/",
+                                          "http://127.0.0.1:8750/gateway/personalize"])
 @pytest.mark.parametrize("fips", [False, True], ids=["plain", "fips"])
 def test_custom_endpoint_url_resolves_as_botocore(endpoint_url: str, fips: bool,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
