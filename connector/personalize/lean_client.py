@@ -307,7 +307,9 @@ class LeanPersonalizeClient:
             from botocore.httpsession import create_urllib3_context, get_cert_path
 
             context = create_urllib3_context()
-            context.load_verify_locations(get_cert_path(True))
+            # The CA bundle botocore verifies with: AWS_CA_BUNDLE or ca_bundle in the AWS config
+            # (a private CA in front of the endpoint), else botocore's default bundle.
+            context.load_verify_locations(get_cert_path(self._session.get_config_variable("ca_bundle") or True))
             pool_kwargs["ssl_context"] = context
         proxy = None
         if parts.hostname and not urllib.request.proxy_bypass(parts.hostname):

@@ -248,3 +248,19 @@ def test_web_identity_credentials_refresh_mid_run(sts: tuple[StsStandIn, Path], 
     # Every call signed with the credentials STS answered last: refreshed ones after a refresh.
     assert signed_with == [("ASIAWEBID1", "token-1"), ("ASIAWEBID2", "token-2"), ("ASIAWEBID3", "token-3")]
     assert server.tokens == ["jwt-1", "jwt-1", "jwt-2"]
+
+
+def test_ca_bundle_from_aws_ca_bundle_as_botocore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private CA named by AWS_CA_BUNDLE is the one the lean client verifies with, as botocore does."""
+    import certifi
+
+    first = certifi.contents().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(first)
+    default = LeanPersonalizeClient("eu-west-1", None, 1)._pool.conn_kw["ssl_context"]
+    assert len(default.get_ca_certs()) > 1  # botocore's default bundle
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))
+    # What botocore's client creator reads for `verify`; the lean client reads the same variable.
+    assert botocore.session.get_session().get_config_variable("ca_bundle") == str(bundle)
+    private = LeanPersonalizeClient("eu-west-1", None, 1)._pool.conn_kw["ssl_context"]
+    assert len(private.get_ca_certs()) == 1
