@@ -64,7 +64,8 @@ class BenchSettings:
     docs: Path = REPO_ROOT / "docs" / "benchmarks.md"
     stages: tuple[str, ...] = ("throughput", "parallel_baseline", "linger", "quota", "group_quota", "profile", "rss",
                                "decode")
-    # The connector's personalize.http_client in every run (BENCH_HTTP_CLIENT=boto3 for the default).
+    # The connector's personalize.http_client in the stages that run one client: lean is the default;
+    # BENCH_HTTP_CLIENT=boto3 the SDK.
     http_client: str = "lean"
     # The clients the throughput and parallel_baseline stages measure side by side (BENCH_HTTP_CLIENTS).
     http_clients: tuple[str, ...] = ("boto3", "lean")

@@ -329,6 +329,8 @@ def stage_throughput(ctx: Context) -> dict[str, Any]:
         "speedup_vs_baseline_runs": by_client[headline]["speedup_vs_baseline_runs"],
         "cpu_vs_ceiling": by_client[headline]["cpu_vs_ceiling"],
         "cpu_vs_ceiling_runs": by_client[headline]["cpu_vs_ceiling_runs"],
+        # Issue 17's figure: 10-event sessions (one full call per session) against the same ceiling.
+        "cpu_vs_ceiling_sessions10": by_client[headline]["cpu_vs_ceiling_full"],
     }
 
 

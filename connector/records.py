@@ -16,9 +16,29 @@ Stage = Literal["decode", "validate", "send"]
 class TopicPartition:
     topic: str
     partition: int
+    # The pipeline keys its per-partition state by these, ~15 lookups per record: hashed once.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.topic, self.partition)))  # the generated __hash__'s value
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.topic}[{self.partition}]"
+
+
+_SHARED: dict[tuple[str, int], TopicPartition] = {}
+
+
+def shared_topic_partition(topic: str, partition: int) -> TopicPartition:
+    """One TopicPartition object per partition for every record of it: dict lookups by an identical
+    key skip __eq__. Bounded by the partitions this process ever reads."""
+    tp = _SHARED.get((topic, partition))
+    if tp is None:
+        tp = _SHARED.setdefault((topic, partition), TopicPartition(topic, partition))
+    return tp
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +59,11 @@ class SourceRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None
     headers_unreadable: str | None = None
+    # Made once per record (the pipeline asks a record for its partition about ten times).
+    tp: TopicPartition = field(init=False, repr=False, compare=False)
 
-    @property
-    def tp(self) -> TopicPartition:
-        return TopicPartition(self.topic, self.partition)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tp", shared_topic_partition(self.topic, self.partition))
 
     def position(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"

@@ -4,8 +4,13 @@ PutUsers, PutActions, PutActionInteractions).
 boto3's generic call pipeline (parameter handling, serialisation through the service model, event
 hooks, endpoint resolution, retry bookkeeping, signing, the urllib3 session wrapper) costs several
 hundred microseconds of CPU per call, most of the connector's CPU. These operations are
-plain rest-json POSTs, so this client builds the same request botocore would, signs it with
-botocore's own `SigV4Auth`, and sends it on a shared `urllib3.PoolManager`:
+plain rest-json POSTs, so this client builds the same request botocore would, signs it as
+botocore's `SigV4Auth` does (`connector.personalize.sigv4`, byte-identical, with the signing key
+kept for the day), and sends it on a shared `urllib3.PoolManager`:
+
+- the endpoint, signing name and signing region are the ones botocore's own client resolves for the
+  same session and region (partition, FIPS, dual-stack, endpoint_url): one call is prepared through
+  botocore's whole pipeline at start-up and captured before it is sent;
 
 - the body is the JSON botocore's rest-json serializer produces for the same parameters (the
   serialisation plan is compiled once from botocore's service model: timestamps become epoch
@@ -29,20 +34,22 @@ import base64
 import calendar
 import datetime
 import decimal
+import io
 import json
 import math
 import socket
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import botocore.exceptions
 import botocore.session
 import urllib3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HeadersDict
+from botocore.awsrequest import AWSRequest, AWSResponse, HeadersDict
+from botocore.compat import HTTPHeaders
 from botocore.errorfactory import ClientExceptionsFactory
 from botocore.model import OperationModel, Shape
 from botocore.parsers import create_parser
@@ -53,6 +60,7 @@ from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeoutError
 from urllib3.exceptions import SSLError as URLLib3SSLError
 
 from connector.personalize.api_response import check_success
+from connector.personalize.sigv4 import CONTENT_TYPE, JsonPostSigner
 
 __all__ = ["LeanPersonalizeClient"]
 
@@ -201,6 +209,50 @@ def _user_agent(session: botocore.session.Session) -> str:
         return f"{session.user_agent()} lib/personalize-kafka-connector#lean"
 
 
+@dataclass(frozen=True, slots=True)
+class ResolvedEndpoint:
+    endpoint_url: str  # scheme://host[:port], no trailing slash
+    signing_name: str
+    signing_region: str
+
+
+def _resolve_with_botocore(
+    session: botocore.session.Session, region: str, endpoint_url: str | None
+) -> ResolvedEndpoint:
+    """Where botocore's own personalize-events client sends a PutUsers call and how it signs it.
+
+    A client of the same session and config prepares one call through its whole pipeline (endpoint
+    ruleset, partition, FIPS / dual-stack settings, endpoint_url, auth scheme); a `before-send`
+    handler takes the prepared request and answers it, so nothing is sent. The URL gives the
+    endpoint, the SigV4 credential scope of its Authorization header the signing name and region.
+    """
+    probe: Any = session.create_client(
+        SERVICE_NAME, region_name=region, endpoint_url=endpoint_url,
+        aws_access_key_id="unused", aws_secret_access_key="unused",
+    )
+    prepared: list[AWSRequest] = []
+
+    def capture(request: AWSRequest, **_: Any) -> Any:
+        prepared.append(request)
+        raw = urllib3.HTTPResponse(body=io.BytesIO(b"{}"), status=200, preload_content=False)
+        return AWSResponse(str(request.url), 200, HTTPHeaders(), raw)
+
+    probe.meta.events.register("before-send.personalize-events.PutUsers", capture)
+    try:
+        probe.put_users(datasetArn="probe", users=[{"userId": "probe"}])
+    finally:
+        probe.close()
+    request = prepared[0]
+    authorization = request.headers["Authorization"]
+    if isinstance(authorization, bytes):
+        authorization = authorization.decode()
+    # "AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request, ..."
+    scope = authorization.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+    url = request.url
+    assert url is not None
+    return ResolvedEndpoint(url[: -len("/users")], signing_name=scope[3], signing_region=scope[2])
+
+
 class LeanPersonalizeClient:
     """`put_events`, `put_items`, `put_users`, `put_actions`, `put_action_interactions` with boto3's
     keyword parameters and exceptions."""
@@ -219,23 +271,24 @@ class LeanPersonalizeClient:
         self._session = session or botocore.session.get_session()
         self.region = region
         service_model = self._session.get_service_model(SERVICE_NAME)
-        self._signing_name: str = service_model.metadata.get("signingName") or service_model.endpoint_prefix
-        # Endpoint (and region name validation) exactly as botocore resolves them, once.
-        probe = self._session.create_client(
-            SERVICE_NAME,
-            region_name=region,
-            endpoint_url=endpoint_url,
-            aws_access_key_id="unused",
-            aws_secret_access_key="unused",
-        )
-        self.endpoint_url: str = probe.meta.endpoint_url.rstrip("/")
+        # Endpoint, signing name and signing region exactly as botocore resolves them for this
+        # session's config (partition, FIPS, dual-stack, endpoint_url), once.
+        resolved = _resolve_with_botocore(self._session, region, endpoint_url)
+        self.endpoint_url: str = resolved.endpoint_url
+        self._signing_name: str = resolved.signing_name
+        self.signing_region: str = resolved.signing_region
         self._operations = {
             method: _Operation(service_model.operation_model(name)) for method, name in _OPERATIONS.items()
         }
-        self._urls = {method: self.endpoint_url + op.path for method, op in self._operations.items()}
         parts = urlsplit(self.endpoint_url)
-        if parts.path not in ("", "/"):
-            raise ValueError(f"endpoint_url with a path is not supported: {self.endpoint_url}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"endpoint_url with a query is not supported: {self.endpoint_url}")
+        # An endpoint_url with a path (a gateway's prefix) prefixes every operation's path, as in botocore.
+        self._paths = {method: parts.path.rstrip("/") + op.path for method, op in self._operations.items()}
+        origin = f"{parts.scheme}://{parts.netloc}"
+        self._urls = {method: origin + path for method, path in self._paths.items()}
+        self._signer = JsonPostSigner(self.endpoint_url, self._signing_name, self.signing_region)
+        self._canonical_paths = {m: self._signer.canonical_path(path) for m, path in self._paths.items()}
         self._user_agent = _user_agent(self._session)
         self._credentials = self._session.get_credentials()
         self._parser = create_parser(service_model.resolved_protocol)
@@ -254,7 +307,9 @@ class LeanPersonalizeClient:
             from botocore.httpsession import create_urllib3_context, get_cert_path
 
             context = create_urllib3_context()
-            context.load_verify_locations(get_cert_path(True))
+            # The CA bundle botocore verifies with: AWS_CA_BUNDLE or ca_bundle in the AWS config
+            # (a private CA in front of the endpoint), else botocore's default bundle.
+            context.load_verify_locations(get_cert_path(self._session.get_config_variable("ca_bundle") or True))
             pool_kwargs["ssl_context"] = context
         proxy = None
         if parts.hostname and not urllib.request.proxy_bypass(parts.hostname):
@@ -291,7 +346,11 @@ class LeanPersonalizeClient:
 
     def prepare_request(self, method: str, params: dict[str, Any]) -> AWSRequest:
         """The signed request `method` ("put_events", ...) would send (no network)."""
-        op = self._operations[method]
+        body, headers = self._signed(method, params)
+        return AWSRequest(method="POST", url=self._urls[method], data=body, headers=headers)
+
+    def _signed(self, method: str, params: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        """The body and the headers of the call, signed as botocore's SigV4Auth signs them."""
         credentials = self._credentials
         if credentials is None:
             # boto3 resolves once and fails every call after; looking again lets credentials that
@@ -299,31 +358,28 @@ class LeanPersonalizeClient:
             credentials = self._credentials = self._session.get_credentials()
             if credentials is None:
                 raise botocore.exceptions.NoCredentialsError()
-        body = op.body(params)
-        request = AWSRequest(
-            method="POST",
-            url=self._urls[method],
-            data=body,
-            headers={"Content-Type": "application/json", "User-Agent": self._user_agent},
-        )
-        SigV4Auth(credentials.get_frozen_credentials(), self._signing_name, self.region).add_auth(request)
-        # Added after signing (unsigned), as botocore's retry handler does.
-        request.headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
-        request.headers["amz-sdk-request"] = "attempt=1; max=1"
-        request.headers["Content-Length"] = str(len(body))
-        return request
+        body = self._operations[method].body(params)
+        # Refreshable credentials refresh here when they are about to expire.
+        frozen = credentials.get_frozen_credentials()
+        headers = {"Content-Type": CONTENT_TYPE, "User-Agent": self._user_agent}
+        headers.update(self._signer.sign(self._canonical_paths[method], body, frozen))
+        # Added after signing (unsigned), as botocore's retry handler and its HTTP layer do.
+        headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
+        headers["amz-sdk-request"] = "attempt=1; max=1"
+        headers["Content-Length"] = str(len(body))
+        return body, headers
 
     def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        request = self.prepare_request(method, params)
+        body, headers = self._signed(method, params)
         op = self._operations[method]
         url: str = self._urls[method]
-        target = url if self._via_proxy else op.path
+        target = url if self._via_proxy else self._paths[method]
         try:
             response = self._pool.urlopen(
                 "POST",
                 target,
-                body=request.body,
-                headers=dict(request.headers.items()),
+                body=body,
+                headers=headers,
                 retries=False,
                 redirect=False,
                 assert_same_host=False,
@@ -344,6 +400,7 @@ class LeanPersonalizeClient:
         except URLLib3ReadTimeoutError as e:
             raise botocore.exceptions.ReadTimeoutError(endpoint_url=url, error=e) from e
         except ProtocolError as e:
+            request = AWSRequest(method="POST", url=url, data=body, headers=headers)
             raise botocore.exceptions.ConnectionClosedError(error=e, request=request, endpoint_url=url) from e
         except Exception as e:
             raise botocore.exceptions.HTTPClientError(error=e) from e

@@ -131,7 +131,11 @@ class Sink(Protocol):
 def make_client(
     region: str, endpoint_url: str | None, max_pool_connections: int, http_client: str = "boto3"
 ) -> Any:
-    """A personalize-events client; credentials come from the standard AWS chain."""
+    """A personalize-events client; credentials come from the standard AWS chain.
+
+    The configuration's default is `lean` (`personalize.http_client`, which the app always passes);
+    without the argument this builds the SDK client, the one the equivalence tests compare with.
+    """
     if http_client == "lean":
         from connector.personalize.lean_client import LeanPersonalizeClient
 

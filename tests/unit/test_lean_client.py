@@ -185,6 +185,18 @@ ERROR_RESPONSES: dict[str, tuple[int, dict[str, str], bytes]] = {
     "503-html": (503, {"Content-Type": "text/html"}, b"<html><body>Service Unavailable</body></html>"),
     "502-empty": (502, {}, b""),
     "429-no-code": (429, {"Content-Type": "application/json"}, b'{"message": "slow down"}'),
+    # Retry-relevant shapes the lean client must read as botocore does now that it is the default.
+    "403-expired-token": (
+        403, {"x-amzn-ErrorType": "ExpiredTokenException", "Content-Type": "application/json"},
+        b'{"message": "The security token included in the request is expired"}',
+    ),
+    "403-access-denied-body-code": (403, {"Content-Type": "application/json"},
+                                    b'{"__type": "AccessDeniedException", "Message": "not allowed"}'),
+    "400-unmodeled-code": (400, {"x-amzn-ErrorType": "SomethingNewException:http://x/"}, b'{"message": "new"}'),
+    "400-limit-exceeded": (400, {"x-amzn-ErrorType": "LimitExceededException"}, b'{"message": "limit"}'),
+    "500-text-plain": (500, {"Content-Type": "text/plain"}, b"Internal Server Error"),
+    "504-cut-json": (504, {"Content-Type": "application/json"}, b'{"message": "gateway'),
+    "400-serialization": (400, {"x-amzn-ErrorType": "SerializationException"}, b'{"message": "bad json"}'),
 }
 
 
