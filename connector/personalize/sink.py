@@ -106,6 +106,9 @@ class SendOutcome:
     abandoned: list[Event] = field(default_factory=list)
     calls: int = 0
     failures: dict[Failure, int] = field(default_factory=dict)
+    # The service's latency as its fastest successful call of this batch shows it (inf: none
+    # succeeded); connector.pipeline.inflight sizes the calls in flight from it.
+    fastest_call_s: float = math.inf
 
 
 class RateLimits(Protocol):
@@ -372,7 +375,9 @@ class PutEventsSink:
                     outcome.abandoned.extend(events)
                     return
                 continue
-            self.metrics.call_latency.observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.metrics.call_latency.observe(took)
+            outcome.fastest_call_s = min(outcome.fastest_call_s, took)
             self.metrics.calls.labels("ok").inc()
             self.watch.succeeded()
             self.metrics.events_per_call.observe(len(events))
