@@ -106,9 +106,8 @@ class SendOutcome:
     abandoned: list[Event] = field(default_factory=list)
     calls: int = 0
     failures: dict[Failure, int] = field(default_factory=dict)
-    # The service's latency as its fastest successful call of this batch shows it (inf: none
-    # succeeded); connector.pipeline.inflight sizes the calls in flight from it.
-    fastest_call_s: float = math.inf
+    # How long the successful calls took; connector.pipeline.inflight sizes the calls in flight from it.
+    latencies_s: list[float] = field(default_factory=list)
 
 
 class RateLimits(Protocol):
@@ -377,7 +376,7 @@ class PutEventsSink:
                 continue
             took = time.perf_counter() - started
             self.metrics.call_latency.observe(took)
-            outcome.fastest_call_s = min(outcome.fastest_call_s, took)
+            outcome.latencies_s.append(took)
             self.metrics.calls.labels("ok").inc()
             self.watch.succeeded()
             self.metrics.events_per_call.observe(len(events))

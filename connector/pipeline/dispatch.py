@@ -177,7 +177,7 @@ class Dispatch:
     def _apply(self, outcome: SendOutcome, epochs: dict[TopicPartition, int]) -> None:
         self._submitted.pop(id(outcome.batch), None)
         key = outcome.batch.key
-        self.limit.completed(outcome.calls, outcome.fastest_call_s)
+        self.limit.completed(outcome.calls, outcome.latencies_s)
         self._finished(key)
 
         def current(event: Event) -> bool:
