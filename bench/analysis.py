@@ -83,29 +83,7 @@ def analysis(r: dict[str, Any]) -> str:
                 "backlogs."
             )
     if q:
-        share = q["steady_rps"] / q["quota_rps"]
-        if share < 0.95:
-            util = q["cpu_util_in_window"]
-            if util > 0.85:
-                why = (f"the connector's core is saturated ({100 * util:.0f} %): at ~{call_us or 0:,.0f} µs of "
-                       f"client CPU per call, one core cannot issue {q['quota_rps']:,.0f} calls/s on top of "
-                       "consuming, decoding and mapping")
-            else:
-                why = (f"the connector used {100 * util:.0f} % of its core; {q['in_flight']} calls in flight "
-                       f"at {q['latency_ms']:.0f} ms allow up to {1000 * q['in_flight'] / q['latency_ms']:,.0f} "
-                       "calls/s, so it was waiting: on the machine's other load (check the load average above), "
-                       "the emulator's core, or the client-side rate limiter")
-            notes.append(
-                f"**≥ 95 % of the quota — MISS ({100 * share:.0f} %).** Why: {why}. What would close it: the "
-                "cheaper client call above; or two worker processes sharing the quota (the rate limit is "
-                "per process today, so each would need half the quota configured)."
-            )
-        if q["throttled_calls"] or q["max_1s_window_calls"] > q["quota_rps"]:
-            notes.append(
-                f"The emulator throttled {q['throttled_calls']} calls (busiest 1 s window "
-                f"{q['max_1s_window_calls']}): the client-side token bucket and the service's bucket "
-                "disagree at the edges; the connector retries throttled calls, nothing is lost."
-            )
+        notes.extend(_quota_notes(q, call_us))
     m = r.get("rss")
     if m:
         growth = m["peak_rss_mb"] / max(1e-6, m["rss_at_10pct_mb"]) - 1
@@ -118,6 +96,35 @@ def analysis(r: dict[str, Any]) -> str:
     if not notes:
         return "Every target was met in this run."
     return "### Misses, why, and what would close them\n\n" + "\n\n".join(notes)
+
+
+def _quota_notes(q: dict[str, Any], call_us: float | None) -> list[str]:
+    """Why the quota stage missed issue 17 item 2's targets (≥ 97 %, busiest 1 s ≤ 1.02 x quota)."""
+    notes = []
+    share = q["steady_rps"] / q["quota_rps"]
+    # Calls in flight: the configured number, or at least what arrived together ("auto").
+    in_flight = q["in_flight"] if isinstance(q["in_flight"], int) else q.get("most_in_flight_seen") or 1
+    if share < 0.97:
+        util = q["cpu_util_in_window"]
+        if util > 0.85:
+            why = (f"the connector's core is saturated ({100 * util:.0f} %): at ~{call_us or 0:,.0f} µs of "
+                   f"client CPU per call, one core cannot issue {q['quota_rps']:,.0f} calls/s on top of "
+                   "consuming, decoding and mapping")
+        else:
+            why = (f"the connector used {100 * util:.0f} % of its core; {in_flight} calls in flight "
+                   f"({q['in_flight']}) at {q['latency_ms']:.0f} ms allow up to "
+                   f"{1000 * in_flight / q['latency_ms']:,.0f} calls/s, so it was waiting: on the machine's "
+                   "other load (check the load average above) or the emulator's core")
+        notes.append(f"**≥ 97 % of the quota — MISS ({100 * share:.1f} %).** Why: {why}. The client-side "
+                     "bucket itself allows 98.5 % of the quota in steady state.")
+    if q["throttled_calls"] or q["max_1s_window_calls"] > 1.02 * q["quota_rps"]:
+        notes.append(
+            f"**Busiest 1 s ≤ 1.02 × quota, none throttled — MISS** (busiest {q['max_1s_window_calls']}, "
+            f"throttled {q['throttled_calls']}): the bucket sends at most 99 % of the quota in any second; "
+            "the rest is how unevenly calls travel from the bucket to the service (a loaded machine "
+            "delays some calls' bytes more than others). The connector retries throttled calls, nothing is lost."
+        )
+    return notes
 
 
 def profile_notes(r: dict[str, Any]) -> str:

@@ -80,16 +80,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, str]]:
             })
     q = r.get("quota")
     if q:
-        share = q["steady_rps"] / q["quota_rps"]
-        above = q["max_1s_window_calls"] > q["quota_rps"] or q["throttled_calls"] > 0
-        rows.append({
-            "target": f"≥ 95 % of the {q['quota_rps']:,.0f} req/s quota with {q['latency_ms']:.0f} ms emulator "
-                      "latency, never above it",
-            "measured": f"{_fmt(q['steady_rps'])} req/s ({100 * share:.0f} %), busiest 1 s: "
-                        f"{q['max_1s_window_calls']}, throttled: {q['throttled_calls']}",
-            "verdict": "PASS" if share >= 0.95 and not above else "MISS",
-            "by": _pct(100 * (share / 0.95 - 1)) + (" (above the quota)" if above else ""),
-        })
+        rows.extend(_quota_rows(q))
     m = r.get("rss")
     if m:
         growth = m["rss_at_100pct_mb"] / max(1e-6, m["rss_at_10pct_mb"]) - 1
@@ -123,6 +114,33 @@ def _parallel_targets(pb: dict[str, Any] | None) -> list[dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------ charts
+
+
+QUOTA_SHARE_TARGET = 0.97  # of the quota, steady state (issue 17 item 2)
+QUOTA_WINDOW_TARGET = 1.02  # the busiest sliding 1 s window, as a multiple of the quota
+
+
+def _quota_rows(q: dict[str, Any]) -> list[dict[str, str]]:
+    """Issue 17 item 2: the quota used at 50 ms latency, and never above it (at the emulator)."""
+    quota = q["quota_rps"]
+    share = q["steady_rps"] / quota
+    busiest = q["max_1s_window_calls"] / quota
+    in_flight = q["in_flight"] if q["in_flight"] != "auto" else f"auto (≥ {q.get('most_in_flight_seen', '?')} seen)"
+    return [
+        {
+            "target": f"≥ {100 * QUOTA_SHARE_TARGET:.0f} % of the {quota:,.0f} req/s quota with "
+                      f"{q['latency_ms']:.0f} ms emulator latency, default settings (in flight: {in_flight})",
+            "measured": f"{_fmt(q['steady_rps'])} req/s ({100 * share:.1f} %)",
+            "verdict": "PASS" if share >= QUOTA_SHARE_TARGET else "MISS",
+            "by": _pct(100 * (share / QUOTA_SHARE_TARGET - 1)),
+        },
+        {
+            "target": f"Busiest 1 s window at the service ≤ {QUOTA_WINDOW_TARGET} × quota, no throttled calls",
+            "measured": f"{q['max_1s_window_calls']:,} ({busiest:.3f} × quota), throttled: {q['throttled_calls']}",
+            "verdict": "PASS" if busiest <= QUOTA_WINDOW_TARGET and q["throttled_calls"] == 0 else "MISS",
+            "by": _pct(100 * (busiest / QUOTA_WINDOW_TARGET - 1)),
+        },
+    ]
 
 
 def charts(r: dict[str, Any], out_dir: Path) -> dict[str, str]:
@@ -201,7 +219,8 @@ def charts(r: dict[str, Any], out_dir: Path) -> dict[str, str]:
         fig, ax = plt.subplots(figsize=(8, 3.6))
         ax.plot(range(len(q["per_second"])), q["per_second"], drawstyle="steps-post", label="accepted calls per second")
         ax.axhline(q["quota_rps"], color="red", linestyle="--", linewidth=1, label=f"quota {q['quota_rps']:,.0f} req/s")
-        ax.axhline(0.95 * q["quota_rps"], color="orange", linestyle=":", linewidth=1, label="95 % of the quota")
+        ax.axhline(QUOTA_SHARE_TARGET * q["quota_rps"], color="orange", linestyle=":", linewidth=1,
+                   label=f"{100 * QUOTA_SHARE_TARGET:.0f} % of the quota")
         ax.set_xlabel("seconds since the first call")
         ax.set_ylabel("requests/s")
         ax.set_title(f"Rate with {q['latency_ms']:.0f} ms emulator latency, {q['in_flight']} calls in flight")
@@ -327,7 +346,7 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
           "for these runs (emulator `--max-requests-per-second 1e9`, connector "
           "`personalize.max_requests_per_second: 1e6`) so the figure is the connector's own capacity; "
           "section 3 measures behaviour at the quota. Default connector settings otherwise (linger 1 s, "
-          "16 calls in flight). events/s = events ÷ (last − first accepted call, from the emulator's "
+          "calls in flight auto-sized). events/s = events ÷ (last − first accepted call, from the emulator's "
           "receivedAt); CPU = user + system time of the whole process (all threads, from /proc/PID/stat) "
           "within that window. The ceiling runs the same ConfluentSource, decoder and EventMapper with no "
           "batching, sink or commits (`bench/ceiling.py`).")
@@ -414,7 +433,9 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
     if q:
         w(f"Emulator started with `--max-requests-per-second {q['quota_rps']:.0f}` and `latency_ms: "
           f"{q['latency_ms']:.0f}`; connector with `batching.max_in_flight_calls: {q['in_flight']}` and "
-          f"`personalize.max_requests_per_second: {q['quota_rps']:.0f}` (the default), default workload.")
+          f"`personalize.max_requests_per_second: {q['quota_rps']:.0f}` (the default), a backlog of 10-event "
+          f"sessions. Calls in flight together (arrived within 3/4 of the latency): at least "
+          f"{q.get('most_in_flight_seen', '?')}.")
         w("")
         w("| accepted calls | steady req/s (first and last second excluded) | mean req/s | busiest 1 s window | "
           "throttled calls | events/s | connector CPU use |")

@@ -47,7 +47,7 @@ class BenchSettings:
     lingers_ms: tuple[int, ...] = (0, 250, 1000, 5000)
     quota_rps: float = 1000.0
     quota_latency_ms: float = 50.0
-    quota_in_flight: int = 64
+    quota_in_flight: int | None = None  # None: the connector's default (auto); BENCH_QUOTA_IN_FLIGHT=64
     rss_events: int = 1_000_000
     skip_rss: bool = False
     pin: bool = True  # connector on core 0, emulator (+ broker, registry, this runner) on core 1
@@ -89,6 +89,7 @@ class BenchSettings:
             live_events=_int("BENCH_LIVE_EVENTS", d.live_events),
             live_seconds=_float("BENCH_LIVE_SECONDS", d.live_seconds),
             rss_events=_int("BENCH_RSS_EVENTS", d.rss_events),
+            quota_in_flight=_int("BENCH_QUOTA_IN_FLIGHT", 0) or d.quota_in_flight,
             skip_rss=_flag("BENCH_SKIP_RSS"),
             pin=not _flag("BENCH_NO_PIN") and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2,
             kafka_port=_int("BENCH_KAFKA_PORT", d.kafka_port),

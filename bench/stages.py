@@ -135,7 +135,7 @@ def connector_config(
     emulator: Emulator,
     tracking_id: str,
     linger_ms: int = 1000,
-    in_flight: int = 16,
+    in_flight: int | None = None,
     max_rps: float = 1_000_000.0,
     metrics_port: int = 0,
     http_client: str | None = None,
@@ -145,7 +145,8 @@ def connector_config(
         "schema_registry": {"url": ctx.stack.registry_url},
         "personalize": {"tracking_id": tracking_id, "region": "us-east-1", "endpoint_url": emulator.url,
                         "max_requests_per_second": max_rps, "http_client": http_client or ctx.s.http_client},
-        "batching": {"linger_ms": linger_ms, "max_in_flight_calls": in_flight},
+        # in_flight None: the connector's default (auto-sized from the quota and the latency).
+        "batching": {"linger_ms": linger_ms, **({} if in_flight is None else {"max_in_flight_calls": in_flight})},
         "observability": {"metrics_port": metrics_port, "log_format": "text"},
     }
     path = ctx.s.work_dir / f"{tracking_id}.yaml"
@@ -454,7 +455,8 @@ def stage_quota(ctx: Context) -> dict[str, Any]:
                          core=ctx.service_core)
     emu.set_faults(latency_ms=s.quota_latency_ms)
     tracking = ctx.name("quota")
-    config = connector_config(ctx, topic=ctx.topics["default"], emulator=emu, tracking_id=tracking,
+    # 10-event sessions: a backlog where every call is a full one (the workload).
+    config = connector_config(ctx, topic=ctx.topics["full"], emulator=emu, tracking_id=tracking,
                               in_flight=s.quota_in_flight, max_rps=s.quota_rps)
     timeline: list[tuple[float, int, int]] = []
     stop = threading.Event()
@@ -469,7 +471,7 @@ def stage_quota(ctx: Context) -> dict[str, Any]:
 
     poller = threading.Thread(target=poll_stats, daemon=True)
     poller.start()
-    expected = ctx.workloads["default"]["events"]
+    expected = ctx.workloads["full"]["events"]
     try:
         m = start_connector(ctx, config).finish(timeout_s=120 + expected / 200)
     finally:
@@ -490,7 +492,9 @@ def stage_quota(ctx: Context) -> dict[str, Any]:
     out.update(
         quota_rps=s.quota_rps,
         latency_ms=s.quota_latency_ms,
-        in_flight=s.quota_in_flight,
+        in_flight=s.quota_in_flight if s.quota_in_flight is not None else "auto",
+        # Calls that arrived within less than the latency of each other were in flight together.
+        most_in_flight_seen=sliding_max(calls, 0.75 * s.quota_latency_ms / 1000) if calls else 0,
         accepted_calls=len(calls),
         achieved_rps=len(calls) / window,
         steady_rps=steady_rate,
@@ -501,7 +505,7 @@ def stage_quota(ctx: Context) -> dict[str, Any]:
         timeline=timeline,
     )
     log(f"quota: steady {steady_rate:,.0f} req/s (mean {out['achieved_rps']:,.0f}), max 1 s window "
-        f"{out['max_1s_window_calls']}, throttled {out['throttled_calls']}")
+        f"{out['max_1s_window_calls']}, throttled {out['throttled_calls']}, in flight >= {out['most_in_flight_seen']}")
     return out
 
 

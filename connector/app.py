@@ -33,6 +33,7 @@ from connector.personalize.quotas import Quotas
 from connector.personalize.sink import PutEventsSink, make_client
 from connector.personalize.tenants import TenantTrackers
 from connector.pipeline.batcher import SessionBatcher
+from connector.pipeline.inflight import AUTO_HIGHEST, AUTO_LOWEST, InFlightLimit
 from connector.pipeline.quota_share import QuotaShare
 from connector.records import TopicPartition
 from connector.routes import Route, RouteTable
@@ -86,9 +87,9 @@ def _tenant_trackers(route: AnyRoute) -> TenantTrackers:
 
 def build_routes(settings: Settings, metrics: Metrics, quotas: Quotas | None = None) -> list[Route]:
     """`quotas`: the rate buckets the sinks share (default: new ones)."""
-    p, b = settings.personalize, settings.batching
+    p = settings.personalize
     # One boto3 client for all routes (clients are thread-safe); one rate bucket per quota.
-    client = make_client(p.region, p.endpoint_url, b.max_in_flight_calls, http_client=p.http_client)
+    client = make_client(p.region, p.endpoint_url, in_flight_limit(settings).highest, http_client=p.http_client)
     registry = registry_client(settings)
     configured = settings.effective_routes()
     quotas = quotas or route_quotas(configured)
@@ -103,6 +104,14 @@ def build_routes(settings: Settings, metrics: Metrics, quotas: Quotas | None = N
                              unready_after_s=p.unready_after_s, tenants=_tenant_trackers(route))
         routes.append(Route(route.name, list(route.topics), decoder, destination.build(route), sink, route.dlq_topic))
     return routes
+
+
+def in_flight_limit(settings: Settings, quotas: Quotas | None = None) -> InFlightLimit:
+    """batching.max_in_flight_calls: a fixed bound, or "auto" sized from the quotas' total rate."""
+    configured = settings.batching.max_in_flight_calls
+    if configured != "auto":
+        return InFlightLimit.fixed(configured)
+    return InFlightLimit(AUTO_LOWEST, AUTO_HIGHEST, quota_rate=quotas.total_rate if quotas else lambda: 0.0)
 
 
 def route_quotas(routes: list[AnyRoute]) -> Quotas:
@@ -170,7 +179,7 @@ def build_worker(
         routes=routes,
         batcher=SessionBatcher(b.max_events_per_call, b.linger_ms / 1000),
         dead_letters=dead_letters,
-        max_in_flight_calls=b.max_in_flight_calls,
+        max_in_flight_calls=in_flight_limit(settings, quotas),
         metrics=metrics,
         health=health,
         quota_share=share,

@@ -23,7 +23,7 @@ from connector.observability import Health, Metrics
 from connector.pipeline.batcher import SessionBatcher
 from connector.pipeline.committer import Committer
 from connector.pipeline.dead_letters import DeadLetterPolicy, FatalError
-from connector.pipeline.dispatch import CompletionQueue, Dispatch
+from connector.pipeline.dispatch import CompletionQueue, Dispatch, InFlightBound
 from connector.pipeline.dlq_limits import FailureRatioLimit
 from connector.pipeline.flow import FlowControl
 from connector.pipeline.intake import Intake
@@ -44,12 +44,12 @@ log = logging.getLogger(__name__)
 class Worker:
     def __init__(
         self, settings: WorkerSettings, *, source: Source, batcher: SessionBatcher, routes: list[Route],
-        dead_letters: DeadLetterWriter | None, max_in_flight_calls: int, tracker: OffsetTracker | None = None,
+        dead_letters: DeadLetterWriter | None, max_in_flight_calls: InFlightBound, tracker: OffsetTracker | None = None,
         metrics: Metrics | None = None, health: Health | None = None, clock: Callable[[], float] = time.monotonic,
         executor: Executor | None = None, completions: CompletionQueue | None = None,
         quota_share: QuotaShare | None = None,
     ) -> None:
-        """`executor` runs the calls (default: `max_in_flight_calls` threads), `completions` brings
+        """`executor` runs the calls (default: threads up to the in-flight bound), `completions` brings
         their outcomes back (tests pass ones that follow their clock); `quota_share` (None: the
         whole quota) follows the group's assignment."""
         self.settings = s = settings

@@ -58,10 +58,15 @@ def _takes_json(annotation: Any) -> bool:
 def describe_validation_error(exc: ValidationError, path: str | Path | None) -> str:
     where = f" in {path}" if path is not None else ""
     lines = [f"invalid configuration{where} ({exc.error_count()} problem(s)):"]
+    keys_told: set[str] = set()
     for error in exc.errors(include_url=False):
         loc = [str(part) for part in error["loc"]]
         field = _field_at(loc)
         key = _dotted(loc)
+        # A value of neither member of `Literal["auto"] | int` fails both: one line says both.
+        if error["type"] == "literal_error" and key in keys_told:
+            continue
+        keys_told.add(key)
         if error["type"] == "extra_forbidden":
             keys = ", ".join(_allowed_keys(loc[:-1]))
             lines.append(f"  {key}: unknown key; allowed keys here: {keys}")
@@ -82,7 +87,8 @@ def describe_validation_error(exc: ValidationError, path: str | Path | None) -> 
 
 def _dotted(loc: list[str]) -> str:
     # Drop pydantic's union/type tags ("function-after[...]", "str", "int") from the path.
-    parts = [p for p in loc if not ("[" in p or p in {"str", "int", "float", "bool", "list", "dict"})]
+    parts = [p for p in loc if not ("[" in p or p in {"str", "int", "float", "bool", "list", "dict"}
+                                    or p.startswith("constrained-"))]
     return ".".join(parts) or "(top level)"
 
 
@@ -94,7 +100,7 @@ def _walk(loc: list[str]) -> tuple[type[BaseModel] | None, FieldInfo | None]:
         if model is not None and part in model.model_fields:
             field = model.model_fields[part]
             model = _model_in(field.annotation)
-        elif part.isdigit() or "[" in part:
+        elif part.isdigit() or "[" in part or part.startswith("constrained-"):
             continue  # a list index or a pydantic type tag: same field
         elif field is not None and (tagged := _tagged_model(field.annotation, part)) is not None:
             model = tagged  # a discriminated union's tag, e.g. routes.0.items
@@ -132,10 +138,14 @@ def _allowed_keys(loc: list[str]) -> list[str]:
 
 
 def _allowed_values(field: FieldInfo) -> str | None:
-    """'confluent | kafka-python', '1..10', '> 0' from the field's Literal or numeric constraints."""
-    literal = _literal_args(field.annotation)
-    if literal:
-        return " | ".join(repr(v) for v in literal)
+    """'confluent | kafka-python', '1..10', '> 0', "'auto' | 1..256" from the field's Literal and
+    numeric constraints."""
+    literal = " | ".join(repr(v) for v in _literal_args(field.annotation))
+    numbers = _range(field)
+    return " | ".join(part for part in (literal, numbers) if part) or None
+
+
+def _range(field: FieldInfo) -> str | None:
     lo: str | None = None
     hi: str | None = None
     for meta in [*field.metadata, *_nested_metadata(field.annotation)]:

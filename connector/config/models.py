@@ -214,7 +214,9 @@ class BatchingConfig(_Section):
     # PutEvents takes at most 10 events per call (botocore's model: eventList max 10).
     max_events_per_call: Annotated[int, Field(ge=1, le=10)] = 10
     linger_ms: Annotated[int, Field(ge=0, le=60_000)] = 1000
-    max_in_flight_calls: Annotated[int, Field(ge=1, le=256)] = 16
+    # Calls in flight at once. "auto": sized from the quota and the service's latency (quota x
+    # latency x 1.25, between 16 and 256; connector.pipeline.inflight). A number: exactly that bound.
+    max_in_flight_calls: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
     max_buffered_records: Annotated[int, Field(ge=1)] = 100_000
     max_buffered_bytes: Annotated[int, Field(ge=1)] = 64 * MiB
 

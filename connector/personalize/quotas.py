@@ -103,6 +103,12 @@ class Quotas:
         with self._lock:
             return self._fraction({route})
 
+    def total_rate(self) -> float:
+        """Requests per second this worker may send over all its buckets (what its calls in flight
+        must sustain)."""
+        with self._lock:
+            return sum(bucket.limiter.quota for bucket in self._buckets.values())
+
     def _fraction(self, routes: set[str]) -> float:
         shares = [self._shares[r] for r in routes if r in self._shares and self._shares[r].total]
         if not shares:

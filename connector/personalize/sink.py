@@ -106,6 +106,8 @@ class SendOutcome:
     abandoned: list[Event] = field(default_factory=list)
     calls: int = 0
     failures: dict[Failure, int] = field(default_factory=dict)
+    # How long the successful calls took; connector.pipeline.inflight sizes the calls in flight from it.
+    latencies_s: list[float] = field(default_factory=list)
 
 
 class RateLimits(Protocol):
@@ -376,7 +378,9 @@ class PutEventsSink:
                     outcome.abandoned.extend(events)
                     return
                 continue
-            self.metrics.call_latency.observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.metrics.call_latency.observe(took)
+            outcome.latencies_s.append(took)
             self.metrics.calls.labels("ok").inc()
             self.watch.succeeded()
             self.metrics.events_per_call.observe(len(events))

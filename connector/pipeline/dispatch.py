@@ -5,6 +5,8 @@ order; different keys go in parallel. The loop never waits on a call: outcomes a
 it drains every turn. Each call remembers the epoch of every partition it carries, and an outcome
 counts only for partitions still owned under that epoch: after a revoke or a restart of the log,
 late outcomes of older work are ignored instead of marking re-polled offsets done.
+How many calls run at once is the `InFlightLimit`'s (connector.pipeline.inflight): a batch whose
+key is free waits for a slot in `ready`, in the order it came.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from typing import Protocol
 from connector.observability import Metrics
 from connector.personalize.sink import SendOutcome
 from connector.pipeline.dead_letters import DeadLetterPolicy
+from connector.pipeline.inflight import InFlightLimit
 from connector.pipeline.partitions import Partitions
 from connector.records import Batch, BatchKey, Event, TopicPartition
 from connector.routes import RouteTable
 
 Completion = tuple[SendOutcome, dict[TopicPartition, int]]
+# batching.max_in_flight_calls: a number (that many calls at most), or a limit that sizes itself.
+InFlightBound = int | InFlightLimit
 
 
 class CompletionQueue(Protocol):
@@ -39,7 +44,7 @@ class CompletionQueue(Protocol):
 
 
 class Dispatch:
-    def __init__(self, max_in_flight_calls: int, *, routes: RouteTable, partitions: Partitions,
+    def __init__(self, limit: InFlightBound, *, routes: RouteTable, partitions: Partitions,
                  dead_letters: DeadLetterPolicy, metrics: Metrics, stop: threading.Event,
                  executor: Executor | None = None, completions: CompletionQueue | None = None) -> None:
         self._routes = routes
@@ -47,11 +52,14 @@ class Dispatch:
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._stop = stop
-        self._pool = executor or ThreadPoolExecutor(max_in_flight_calls, thread_name_prefix="put-events")
+        self.limit = InFlightLimit.fixed(limit) if isinstance(limit, int) else limit
+        # Threads start as calls need them, up to the highest bound the limit may reach.
+        self._pool = executor or ThreadPoolExecutor(self.limit.highest, thread_name_prefix="put-events")
         self._completions: CompletionQueue = completions or queue.SimpleQueue()
-        self.in_flight = 0
-        self._busy: set[BatchKey] = set()
-        self._waiting: dict[BatchKey, deque[Batch]] = {}
+        self.in_flight = 0  # calls given to the pool whose outcome is not applied yet
+        self._busy: set[BatchKey] = set()  # keys with a call in flight or a batch in `_ready`
+        self._waiting: dict[BatchKey, deque[Batch]] = {}  # a busy key's next batches
+        self._ready: deque[Batch] = deque()  # free keys' batches waiting for a slot
         # Submitted calls by their batch, until their outcome is applied: one not started yet can
         # still be cancelled when its partitions are revoked.
         self._submitted: dict[int, tuple[Future[SendOutcome], Batch]] = {}
@@ -60,7 +68,7 @@ class Dispatch:
 
     @property
     def idle(self) -> bool:
-        return not self.in_flight and not self._waiting
+        return not self.in_flight and not self._waiting and not self._ready
 
     def outcomes_ready(self) -> bool:
         return not self._completions.empty()
@@ -72,6 +80,12 @@ class Dispatch:
             self._waiting.setdefault(batch.key, deque()).append(batch)
             return
         self._busy.add(batch.key)
+        if self.in_flight >= self.limit.current:
+            self._ready.append(batch)
+            return
+        self._start(batch)
+
+    def _start(self, batch: Batch) -> None:
         self.in_flight += 1
         epochs = {e.record.tp: self._partitions.epoch(e.record.tp) for e in batch.events}
         future = self._pool.submit(self._routes.by_name[batch.key.route].sink.send, batch)
@@ -107,19 +121,28 @@ class Dispatch:
         sends its uncommitted records again: calls still leaving from here would be duplicates,
         spent from the group's quota while the new owner spends its own share of it."""
         for key in list(self._waiting):
-            kept: deque[Batch] = deque()
-            for batch in self._waiting[key]:
-                batch.events = [e for e in batch.events if e.record.tp not in tps]
-                if batch.events:
-                    kept.append(batch)
+            kept = self._without(self._waiting[key], tps)
             if kept:
                 self._waiting[key] = kept
             else:
                 del self._waiting[key]
+        ready, self._ready = self._ready, self._without(self._ready, tps)
+        for batch in ready:
+            if not batch.events:  # all its entries were revoked: its key's next batch may go
+                self._release(batch.key)
         for batch_id, (future, batch) in list(self._submitted.items()):
             if all(e.record.tp in tps for e in batch.events) and future.cancel():
                 del self._submitted[batch_id]
                 self._finished(batch.key)
+
+    @staticmethod
+    def _without(batches: deque[Batch], tps: set[TopicPartition]) -> deque[Batch]:
+        kept: deque[Batch] = deque()
+        for batch in batches:
+            batch.events = [e for e in batch.events if e.record.tp not in tps]
+            if batch.events:
+                kept.append(batch)
+        return kept
 
     def carrying(self, tps: set[TopicPartition]) -> bool:
         """A submitted call whose outcome has not been applied carries entries of `tps`."""
@@ -128,6 +151,7 @@ class Dispatch:
     def close(self) -> None:
         """No new calls, and the running ones give up their retries (their records stay uncommitted)."""
         self.closing = True
+        self._ready.clear()  # never started: their records stay uncommitted
         for route in self._routes.routes:
             route.sink.stop.set()
 
@@ -136,8 +160,13 @@ class Dispatch:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _finished(self, key: BatchKey) -> None:
-        """A call of `key` is over (done or cancelled): the key's next batch may go."""
+        """A call of `key` is over (done or cancelled): a slot is free, and the key's next batch may go."""
         self.in_flight -= 1
+        while self._ready and self.in_flight < self.limit.current and not self.closing:
+            self._start(self._ready.popleft())
+        self._release(key)
+
+    def _release(self, key: BatchKey) -> None:
         self._busy.discard(key)
         waiting = self._waiting.get(key)
         if waiting:
@@ -148,6 +177,7 @@ class Dispatch:
     def _apply(self, outcome: SendOutcome, epochs: dict[TopicPartition, int]) -> None:
         self._submitted.pop(id(outcome.batch), None)
         key = outcome.batch.key
+        self.limit.completed(outcome.calls, outcome.latencies_s)
         self._finished(key)
 
         def current(event: Event) -> bool:
