@@ -50,6 +50,7 @@ from bench.soak_report import write_section
 from bench.stages import free_port, log, metrics_value, percentile
 from bench.workload import create_topic, ideal_backlog_calls
 from connector.config.models import BatchingConfig
+from connector.dlq import parse_error_headers
 from connector.tools.produce import produce
 from connector.tools.workload import SampleRecord, generate
 
@@ -199,6 +200,7 @@ def poll(every_s: float, stop: threading.Event, probe: Callable[[], Any], into: 
 
 
 def dead_letter_count(bootstrap: str, topic: str) -> int:
+    """Records on the (one-partition) dead-letter topic, from its watermarks."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"soak-probe-{uuid.uuid4().hex[:6]}"})
@@ -207,6 +209,30 @@ def dead_letter_count(bootstrap: str, topic: str) -> int:
         return int(high - low)
     finally:
         consumer.close()
+
+
+def dead_lettered_sources(bootstrap: str, topic: str) -> list[tuple[int, int]]:
+    """(source partition, source offset) of every dead letter, from its pkc.source.* headers: a
+    record dead-lettered twice (redelivered after the broker restart) appears twice."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    high = dead_letter_count(bootstrap, topic)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"soak-probe-{uuid.uuid4().hex[:6]}",
+                         "enable.auto.commit": False})
+    out: list[tuple[int, int]] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + 120
+        while len(out) < high and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=1.0):
+                if msg.error() is None:
+                    raw = msg.headers() or []
+                    pairs = raw.items() if isinstance(raw, dict) else raw
+                    h = parse_error_headers([(k, v) for k, v in pairs if isinstance(v, bytes)])
+                    out.append((int(h["pkc.source.partition"]), int(h["pkc.source.offset"])))
+    finally:
+        consumer.close()
+    return out
 
 
 # ------------------------------------------------------------------------------ the run
@@ -259,7 +285,13 @@ def soak(s: SoakSettings, cleanup: Cleanup) -> dict[str, Any]:
     if bench.pin:
         os.sched_setaffinity(0, {bench.service_core})  # the runner (producer, sampling) on the service core
     service_core = bench.service_core if bench.pin else None
-    stack = start_stack(bench, cleanup)
+    try:
+        stack = start_stack(bench, cleanup)
+    except RuntimeError as exc:
+        # Its ports sit in the ephemeral range: another process's outgoing connection can hold one
+        # for a moment (seen once: the SASL port). A second try starts from a clean state dir.
+        log(f"soak: the stack did not start ({str(exc).splitlines()[-1]}); trying once more")
+        stack = start_stack(bench, cleanup)
     for pid in stack.pids if bench.pin else ():
         pin_pid(pid, bench.service_core)
     emulator = start_emulator(bench, cleanup, "soak", "--max-requests-per-second", str(s.quota_rps),
@@ -318,7 +350,7 @@ def soak(s: SoakSettings, cleanup: Cleanup) -> dict[str, Any]:
     final = emulator.stats()
     latencies = sorted(max(0.0, r[0] - r[2]) for r in received)
     books = account(stream.expected_ids, [r[3] for r in received], summary.produced, stream.bad,
-                    dead_letter_count(stack.bootstrap, dlq))
+                    dead_lettered_sources(stack.bootstrap, dlq))
     rss = [(x.t - t0, x.rss_kb / 1024) for x in m.samples]
     fds = [(t - t0, float(n)) for t, n, _ in counts.samples]
     nthreads = [(t - t0, float(n)) for t, _, n in counts.samples]

@@ -93,7 +93,8 @@ class Accounting:
     delivered: int  # distinct expected event ids the emulator accepted
     duplicates: int  # accepted events beyond the first of their id (at-least-once redelivery)
     unexpected: int  # accepted event ids that were never produced as good events
-    dead_lettered: int  # records on the dead-letter topic
+    dead_lettered: int  # distinct source records on the dead-letter topic
+    dead_letter_duplicates: int  # dead letters beyond the first of their source record
 
     @property
     def missing(self) -> int:
@@ -107,9 +108,11 @@ class Accounting:
 
 
 def account(expected_ids: set[str], accepted_ids: Sequence[str | None], produced: int, bad: int,
-            dead_lettered: int) -> Accounting:
-    """Compare the good event ids produced with the ids the emulator accepted (duplicates included)."""
+            dead_letter_sources: Sequence[tuple[int, int]]) -> Accounting:
+    """Compare the good event ids produced with the ids the emulator accepted, and the bad records
+    produced with the (partition, offset) sources of the dead letters (duplicates included in both)."""
     seen = {i for i in accepted_ids if i is not None}
+    dead = set(dead_letter_sources)
     return Accounting(
         produced=produced,
         good=len(expected_ids),
@@ -117,6 +120,7 @@ def account(expected_ids: set[str], accepted_ids: Sequence[str | None], produced
         delivered=len(seen & expected_ids),
         duplicates=len(accepted_ids) - len(seen),
         unexpected=len(seen - expected_ids),
-        dead_lettered=dead_lettered,
+        dead_lettered=len(dead),
+        dead_letter_duplicates=len(dead_letter_sources) - len(dead),
     )
 

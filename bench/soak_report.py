@@ -30,6 +30,13 @@ def _num(x: float | None, fmt: str = ",.0f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
+def _span(r: dict[str, Any], fault: str) -> float | None:
+    """Seconds from a fault's start to its end, from the run's timeline."""
+    times = {what: t for t, what in r["timeline"] if what.startswith(fault)}
+    start, end = times.get(f"{fault} starts"), times.get(f"{fault} ends")
+    return end - start if start is not None and end is not None else None
+
+
 def render(r: dict[str, Any]) -> str:
     s, books, m = r["settings"], r["accounting"], r["machine"]
     minutes = s["minutes"]
@@ -48,7 +55,8 @@ def render(r: dict[str, Any]) -> str:
         f"{100 * s['load']:.0f} % of the quota), {100 * s['bad_ratio']:g} % bad records of every kind "
         f"(undecodable, unknown schema id, truncated, invalid for PutEvents), a throttling burst "
         f"({100 * s['burst_throttle_ratio']:.0f} % of calls answered ThrottlingException for {s['burst_s']:g} s) "
-        f"every {s['burst_every_s']:g} s and one broker restart (down {s['broker_down_s']:g} s) in the middle. "
+        f"every {s['burst_every_s']:g} s and one broker restart in the middle (stopped, {s['broker_down_s']:g} s "
+        f"pause, started again on its data: away {_num(_span(r, 'broker restart'), '.0f')} s in all). "
         f"The worker used {100 * r['worker_cpu_share']:.0f} % of a core; it drained "
         f"{_num(r['drain_s'], '.0f')} s after the last record was produced.",
         "",
@@ -65,8 +73,9 @@ def render(r: dict[str, Any]) -> str:
     lines += [
         f"| delivered + dead-lettered = produced | {books['delivered']:,} + {books['dead_lettered']:,} = "
         f"{books['delivered'] + books['dead_lettered']:,} of {books['produced']:,} (missing {books['missing']:,}, "
-        f"dead letters expected {books['bad']:,}, duplicates {books['duplicates']:,}, unexpected "
-        f"{books['unexpected']:,}) | {_verdict(books['balanced'])} |",
+        f"dead letters expected {books['bad']:,}, unexpected {books['unexpected']:,}; redelivered: "
+        f"{books['duplicates']:,} events, {books['dead_letter_duplicates']:,} dead letters) | "
+        f"{_verdict(books['balanced'])} |",
         f"| calls per event vs ideal | {r['calls_per_event']:.4f} vs {r['ideal_calls_per_event']:.4f} "
         f"({r['accepted_calls']:,} accepted calls, ideal {r['ideal_calls']:,}: "
         f"{r['accepted_calls'] / max(1, r['ideal_calls']):.3f}×); {r['throttled_calls']:,} throttled calls "
