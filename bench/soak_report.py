@@ -37,6 +37,13 @@ def _span(r: dict[str, Any], fault: str) -> float | None:
     return end - start if start is not None and end is not None else None
 
 
+def _behind(r: dict[str, Any]) -> int:
+    """Good events produced during the traffic minus events accepted by its end (per-minute counters)."""
+    rows = r["per_minute"]
+    produced = sum(int(row["produced"]) for row in rows) * (1 - float(r["settings"]["bad_ratio"]))
+    return max(0, round(produced - sum(int(row["accepted_events"]) for row in rows)))
+
+
 def render(r: dict[str, Any]) -> str:
     s, books, m = r["settings"], r["accounting"], r["machine"]
     minutes = s["minutes"]
@@ -80,6 +87,8 @@ def render(r: dict[str, Any]) -> str:
         f"({r['accepted_calls']:,} accepted calls, ideal {r['ideal_calls']:,}: "
         f"{r['accepted_calls'] / max(1, r['ideal_calls']):.3f}×); {r['throttled_calls']:,} throttled calls "
         "retried | reported |",
+        f"| kept up with the traffic | {_behind(r):,} events produced in the {minutes:g} minutes but not yet "
+        f"accepted at the end of them; drained {_num(r['drain_s'], '.0f')} s later | reported |",
         f"| end-to-end latency (Kafka timestamp → emulator receivedAt) | p50 {_num(r['latency_p50_ms'])} ms, "
         f"p99 {_num(r['latency_p99_ms'])} ms, max {_num(r['latency_max_ms'])} ms | reported |",
         "",
