@@ -6,13 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test unit lint demo bench chart-test stack-up stack-down clean
+.PHONY: help venv test unit lint demo bench soak chart-test stack-up stack-down clean
 
 help:
 	@echo "make demo        local stack + emulator + sample traffic through the connector, then down (DEMO_FORMAT=avro|json|json_schema|protobuf)"
 	@echo "make test        lint, unit, emulator and integration tests (real Kafka + registry)"
 	@echo "make lint        ruff + mypy"
 	@echo "make bench       benchmarks side by side with the one-call-per-event baseline -> docs/benchmarks.md"
+	@echo "make soak        SOAK_MINUTES (10) near the quota with faults: flat resources, nothing lost -> docs/benchmarks.md"
 	@echo "make chart-test  helm lint + kubernetes-validate + tests/helm (builds helm with Go once)"
 
 $(STAMP): pyproject.toml
@@ -53,6 +54,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	BENCH_COMMAND="make bench" $(BIN)/python -m bench.run
+
+# Not part of `make test`: it runs for SOAK_MINUTES (default 10) on its own stack and ports.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 chart-test: $(STAMP)
 	scripts/chart-test

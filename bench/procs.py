@@ -98,13 +98,7 @@ def start_stack(s: BenchSettings, cleanup: Cleanup) -> StackInfo:
     if s.kafka_bootstrap and s.registry_url:
         return StackInfo(s.kafka_bootstrap, s.registry_url.rstrip("/"), started_here=False)
     state = s.work_dir / "stack"
-    env = dict(os.environ)
-    env.update(
-        KAFKA_PORT=str(s.kafka_port),
-        KAFKA_CONTROLLER_PORT=str(s.controller_port),
-        REGISTRY_PORT=str(s.registry_port),
-        LOCAL_STACK_DIR=str(state),
-    )
+    env = stack_env(s)
 
     def down() -> None:
         subprocess.run([str(LOCAL_STACK), "down"], env=env, capture_output=True, timeout=180, check=False)
@@ -128,6 +122,32 @@ def start_stack(s: BenchSettings, cleanup: Cleanup) -> StackInfo:
         with contextlib.suppress(OSError, ValueError):
             pids.append(int((state / name).read_text().strip()))
     return StackInfo(info["KAFKA_BOOTSTRAP"], info["SCHEMA_REGISTRY_URL"].rstrip("/"), True, tuple(pids))
+
+
+def stack_env(s: BenchSettings) -> dict[str, str]:
+    """The environment that points scripts/local-stack at the benchmark's ports and state dir."""
+    env = dict(os.environ)
+    env.update(
+        KAFKA_PORT=str(s.kafka_port),
+        KAFKA_CONTROLLER_PORT=str(s.controller_port),
+        REGISTRY_PORT=str(s.registry_port),
+        LOCAL_STACK_DIR=str(s.work_dir / "stack"),
+    )
+    return env
+
+
+def restart_broker(s: BenchSettings, down_s: float) -> int:
+    """Stop the broker of a stack started by `start_stack`, keep it down `down_s`, start it again
+    on the same data; returns the new broker's pid (the registry keeps running)."""
+    env = stack_env(s)
+    for command in ("kafka-stop", "kafka-start"):
+        done = subprocess.run([str(LOCAL_STACK), command], env=env, capture_output=True, text=True, timeout=300,
+                              check=False, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/local-stack {command} failed (exit {done.returncode}): {done.stderr.strip()}")
+        if command == "kafka-stop":
+            time.sleep(down_s)
+    return int((s.work_dir / "stack" / "kafka.pid").read_text().strip())
 
 
 def pin_pid(pid: int, core: int) -> bool:
