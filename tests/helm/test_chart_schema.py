@@ -212,8 +212,11 @@ def test_each_key_has_the_connectors_choices_and_bounds(section: str, key: str) 
     field = SECTIONS[section].model_fields[key]
     schema = CONFIG_SCHEMA["properties"][section]["properties"][key]
     literals, bounds = _constraints(field.annotation, list(field.metadata))
+    # A key that is a word or a number (max_in_flight_calls: auto | 1..256) is a oneOf of the two.
+    branches = schema.get("oneOf", [schema])
     if literals:
-        assert sorted(schema["enum"]) == sorted(literals)
+        words = [w for b in branches for w in (b["enum"] if "enum" in b else [b["const"]] if "const" in b else [])]
+        assert sorted(words) == sorted(literals)
     if schema.get("type") == "array" or "items" in schema:
         return  # list bounds (topics' minItems) are checked by test_invalid_values_are_refused
     for name, value in bounds.items():
@@ -222,7 +225,7 @@ def test_each_key_has_the_connectors_choices_and_bounds(section: str, key: str) 
         elif (section, key, name) == ("personalize", "tracking_id", "minLength"):
             assert name not in schema  # defaults render (helm lint); the connector refuses "" at start-up
         else:
-            assert schema.get(name) == value, f"{section}.{key} {name}"
+            assert [b.get(name) for b in branches if name in b] == [value], f"{section}.{key} {name}"
     nullable = field.default is None or type(None) in get_args(field.annotation)
     types_ = schema.get("type", [])
     if nullable and "enum" not in schema:
