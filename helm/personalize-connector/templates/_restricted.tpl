@@ -31,11 +31,11 @@ fields the chart lets users set; tests/k8s checks each one against a real API se
 {{- if not (or $podSeccomp.type $ctrSeccomp.type) }}
 {{- fail (printf "podSecurityContext.seccompProfile.type (or securityContext.seccompProfile.type) must be set to RuntimeDefault: %s" $why) }}
 {{- end }}
-{{- if not (and (hasKey $ctr "allowPrivilegeEscalation") (eq (toString $ctr.allowPrivilegeEscalation) "false")) }}
-{{- fail (printf "securityContext.allowPrivilegeEscalation must be false: %s" $why) }}
-{{- end }}
 {{- if $ctr.privileged }}
 {{- fail (printf "securityContext.privileged must be false: %s" $why) }}
+{{- end }}
+{{- if not (and (hasKey $ctr "allowPrivilegeEscalation") (eq (toString $ctr.allowPrivilegeEscalation) "false")) }}
+{{- fail (printf "securityContext.allowPrivilegeEscalation must be false: %s" $why) }}
 {{- end }}
 {{- $caps := default (dict) $ctr.capabilities }}
 {{- if not (has "ALL" (default (list) $caps.drop)) }}
