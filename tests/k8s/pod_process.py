@@ -14,8 +14,10 @@ No path is rewritten: the process runs in a private mount namespace (``unshare -
 where each volume is bind-mounted at its ``mountPath``; a mount path whose parent does not exist on
 this machine (``/etc/personalize-connector``) gets a copy of its nearest existing ancestor (``/etc``)
 mounted over it first, so the rest of that directory is unchanged. ``setpriv`` then drops to the
-pod's user and group. Two things differ from the container, both said where they are: PATH points
-at this virtualenv (the image's Python), and PYTHONPATH at this checkout (the code under test).
+pod's user and group. What differs from the container: PATH points at this virtualenv (the image's
+Python) and PYTHONPATH at this checkout (the code under test), both set in `start`; the image's
+WORKDIR and HOME (/home/app, absent here) are replaced by `/` and unset; readOnlyRootFilesystem and
+resource limits are not enforced.
 """
 
 from __future__ import annotations
