@@ -112,6 +112,7 @@ The connector's config.yaml: .Values.config verbatim, plus the computed rate.
 
 {{/* Fail early on contradictory values (the schema cannot express these readably). */}}
 {{- define "pkc.validate" -}}
+{{- include "pkc.validateRestricted" . }}
 {{- if and .Values.keda.enabled .Values.autoscaling.enabled }}
 {{- fail "keda.enabled and autoscaling.enabled are mutually exclusive: KEDA creates its own HorizontalPodAutoscaler" }}
 {{- end }}
