@@ -5,7 +5,7 @@ traffic near the quota, with 1 % bad records, periodic throttling bursts and one
 
 It starts its own Kafka + registry (on ports of its own, so it never restarts a broker anyone else
 uses) and a disk-backed emulator with the quota (SOAK_QUOTA_RPS, default 200 req/s), and produces
-sessions of ~10 events at a steady rate chosen so that the ideal number of calls is SOAK_LOAD (90 %)
+sessions of ~10 events at a steady rate chosen so that the ideal number of calls is SOAK_LOAD (80 %)
 of the quota. Every second it samples the worker's RSS (/proc/PID/status), open file descriptors
 (/proc/PID/fd) and threads; at the end it reads every accepted event back from the emulator and
 counts the dead-letter topic. The verdicts (bench/soak_analysis.py) and a table over time are
@@ -64,7 +64,11 @@ def _env_float(name: str, default: float) -> float:
 class SoakSettings:
     minutes: float = 10.0
     quota_rps: float = 200.0  # the emulator's PutEvents quota and the connector's max_requests_per_second
-    load: float = 0.9  # offered traffic, as the ideal calls' share of the quota
+    # Offered traffic, as the ideal calls' share of the quota. Not 90 %: a 5 s storm of throttling
+    # every minute takes 5-7 s of the minute's capacity from any client that backs off when told
+    # it is over quota (8-12 %), so at 90 % no such client keeps up and the backlog, not a leak,
+    # makes the memory grow. 80 % leaves the headroom a production deployment would have.
+    load: float = 0.8
     bad_ratio: float = 0.01
     session_length: int = 10  # mean events per session
     burst_every_s: float = 60.0  # a throttling burst every minute, half a period off the minute ...

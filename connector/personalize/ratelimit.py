@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from connector.records import Request
 
+RECOVERY_PER_S = 0.25  # of the full rate, per second, after a throttle cut
+
 
 class _Turn:
     """A waiting caller's place: set when it is given a token (`granted`) or made the first."""
@@ -88,9 +90,12 @@ class AdaptiveRateLimiter:
         elapsed = now - self._last
         self._last = now
         self._tokens = min(self._burst, self._tokens + elapsed * self.rate)
-        # Additive recovery towards the configured rate after a throttle cut it.
+        # Additive recovery towards the configured rate after a throttle cut it: a quarter of it per
+        # second, so even a rate cut to the floor is whole again 4 s after the throttling ends. At
+        # 5 % a second (20 s), a 5 s throttling storm every minute took a third of the minute's
+        # capacity, and a worker fed at 80 % of its quota fell further behind every minute (make soak).
         if self.rate < self.max_rate:
-            self.rate = min(self.max_rate, self.rate + elapsed * self.max_rate * 0.05)
+            self.rate = min(self.max_rate, self.rate + elapsed * self.max_rate * RECOVERY_PER_S)
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
         """Block until a request may be sent; False if `stop` was set while waiting.

@@ -60,3 +60,20 @@ def test_throttling_cuts_once_per_episode_and_recovers() -> None:
     clock.sleep(30)
     limiter.acquire()
     assert limiter.rate == full
+
+
+def test_the_rate_is_whole_again_four_seconds_after_a_throttling_storm() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveRateLimiter(200.0, clock=clock, sleep=clock.sleep)
+    full = limiter.rate
+    for _ in range(25):  # a 5 s storm: a throttled reply in every 200 ms episode, calls in between
+        clock.sleep(0.2)
+        limiter.acquire()
+        limiter.on_throttled()
+    assert limiter.rate < full * 0.25  # cut hard while it lasts
+    clock.sleep(2)
+    limiter.acquire()
+    assert full * 0.5 < limiter.rate < full
+    clock.sleep(2)
+    limiter.acquire()
+    assert limiter.rate == full
