@@ -127,7 +127,7 @@ class Worker:
     def turn(self) -> None:
         """One step of the loop: poll -> intake -> batch -> dispatch -> dead letters -> commit."""
         now = self.health.last_turn = self._clock()
-        held = self._flow.reconcile(now)
+        held = self._flow.reconcile(now) or self._dispatch.saturated  # either way: wait on the calls
         publish(self.metrics, self.health, partitions=self._partitions, paused=len(self._flow.paused),
                 routes=self._routes, missing_topics=self._topics.missing)
         records = self._source.poll(self.settings.poll_batch_size, self._poll_timeout(now, held))

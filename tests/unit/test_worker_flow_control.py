@@ -115,3 +115,25 @@ def test_a_stalled_record_read_again_is_counted_once_in_the_buffered_bytes() -> 
         h.clock.advance(0.5)
         assert h.metric("pkc_bytes_buffered") == 4 * (h.metric("pkc_records_buffered") or 0) <= 8
     assert h.metric("pkc_partition_stalls_total", reason="consecutive_failures") == 1
+
+
+def test_batches_waiting_for_a_call_slot_keep_the_loop_waiting_on_calls_not_in_kafkas_poll() -> None:
+    """A finished call's slot is filled as soon as its outcome arrives. Blocked in Kafka's poll
+    (nothing more to read), the loop left freed slots empty until the poll timed out: 16 calls per
+    100 ms turn, a fifth of the throughput with a lifted quota."""
+    h = WorkerHarness(poll_timeout_s=0.5)
+    h.sink.hold = lambda batch: True
+    for i in range(12):
+        h.source.produce(TP, b"ok", key=f"session-{i}".encode())
+    h.source.assign(TP)
+    h.step(2)
+    assert len(h.calls.held) == 8  # the worker's bound; 4 batches wait for a slot
+    h.step()
+    assert h.source.poll_timeouts[-1] == 0.0
+    h.calls.release()  # the 8 return: their slots go to the 4 waiting batches in the same turn
+    h.step()
+    assert len(h.calls.held) == 4
+    h.calls.release()
+    h.run_until(lambda: h.source.committed_offset(TP) == 12)
+    h.step()
+    assert h.source.poll_timeouts[-1] > 0  # nothing waits any more: the poll may block again
