@@ -247,6 +247,12 @@ def can_run_here() -> str | None:
     for tool in ("unshare", "setpriv", "mount"):
         if shutil.which(tool) is None:
             return f"{tool} (util-linux) not found"
+    # The pod's user (not root) must reach this interpreter and checkout: a clone under a mode-700
+    # temporary directory (mktemp -d, as CI clones) is closed to it.
+    for path in (Path(sys.executable).parent, REPO_ROOT):
+        for folder in (path, *path.parents):
+            if not folder.stat().st_mode & 0o001:
+                return f"{folder} is not searchable by other users: the pod's non-root user cannot reach {path}"
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         return f"unshare -m is not permitted here: {probe.stderr.strip()}"
