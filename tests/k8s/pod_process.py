@@ -13,7 +13,9 @@ From the stored Pod (never the chart's template) and the cluster's objects:
 No path is rewritten: the process runs in a private mount namespace (``unshare -m``, needs root)
 where each volume is bind-mounted at its ``mountPath``; a mount path whose parent does not exist on
 this machine (``/etc/personalize-connector``) gets a copy of its nearest existing ancestor (``/etc``)
-mounted over it first, so the rest of that directory is unchanged. ``setpriv`` then drops to the
+mounted over it first, so the rest of that directory is unchanged. A folder closed to other users
+above the checkout or the interpreter (a mode-700 ``mktemp -d``, ``/root``) is covered by a tmpfs
+holding just those paths (`reach_script`), never chmod-ed. ``setpriv`` then drops to the
 pod's user and group. What differs from the container: PATH points at this virtualenv (the image's
 Python) and PYTHONPATH at this checkout (the code under test), both set in `start`; the image's
 WORKDIR and HOME (/home/app, absent here) are replaced by `/` and unset; readOnlyRootFilesystem and
@@ -175,9 +177,10 @@ def resolve_mounts(pod: dict[str, Any], container: dict[str, Any], data: ObjectD
     return mounts
 
 
-def mount_script(mounts: list[Mount], root: Path) -> str:
-    """Shell commands (run inside `unshare -m`) that put every mount at its path."""
-    lines = ["set -eu", "mount --make-rprivate /"]
+def mount_script(mounts: list[Mount], root: Path, opened: list[str] | None = None) -> str:
+    """Shell commands (run inside `unshare -m`) that put every mount at its path; `opened` (from
+    `reach_script`) goes first, while its views under `root` are not yet covered by a volume."""
+    lines = ["set -eu", "mount --make-rprivate /", *(opened or [])]
     shadows: dict[str, Path] = {}
     for m in mounts:
         ancestor = Path(m.path).parent
@@ -247,23 +250,61 @@ def can_run_here() -> str | None:
     for tool in ("unshare", "setpriv", "mount"):
         if shutil.which(tool) is None:
             return f"{tool} (util-linux) not found"
-    # The pod's user (not root) must reach this interpreter and checkout: a clone under a mode-700
-    # temporary directory (mktemp -d, as CI clones) is closed to it.
-    for path in (Path(sys.executable).parent, REPO_ROOT):
-        for folder in (path, *path.parents):
-            if not folder.stat().st_mode & 0o001:
-                return f"{folder} is not searchable by other users: the pod's non-root user cannot reach {path}"
+    for path in code_paths():
+        if (path.stat().st_mode & 0o005) != 0o005:
+            return f"{path} is not readable and searchable by other users: the pod's non-root user cannot use it"
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         return f"unshare -m is not permitted here: {probe.stderr.strip()}"
     return None
 
 
+def code_paths() -> list[Path]:
+    """What the pod's user must reach: this checkout, the virtualenv and the interpreter it links to."""
+    return [REPO_ROOT, Path(sys.prefix), Path(sys.base_prefix).resolve()]
+
+
+def closed_folder(path: Path) -> Path | None:
+    """The topmost ancestor of `path` that other users cannot search (None: all can)."""
+    for folder in reversed(path.parents):
+        if not folder.stat().st_mode & 0o001:
+            return folder
+    return None
+
+
+def reach_script(paths: list[Path], root: Path) -> list[str]:
+    """Shell lines that open the way to `paths` for a non-root user, in this namespace only.
+
+    A clone under a mode-700 directory (mktemp -d, or /root holding pyenv's interpreter) is closed
+    to the pod's user. Rather than chmod the real folder, the closed folder is covered by a tmpfs
+    (mode 755) in which each path is bind-mounted back from a view of the folder taken first.
+    """
+    lines: list[str] = []
+    by_folder: dict[Path, list[Path]] = {}
+    # A path inside another one (the virtualenv in the checkout) comes with it.
+    outermost = [p for p in paths if not any(p != q and p.is_relative_to(q) for q in paths)]
+    for path in outermost:
+        folder = closed_folder(path)
+        if folder is not None:
+            by_folder.setdefault(folder, []).append(path)
+    for n, (folder, inside) in enumerate(sorted(by_folder.items())):
+        view = root / "reach" / str(n)
+        view.mkdir(parents=True)
+        lines += [f"mount --rbind {shlex.quote(str(folder))} {shlex.quote(str(view))}",
+                  f"mount -t tmpfs -o mode=755 pkc-reach {shlex.quote(str(folder))}"]
+        for path in inside:
+            rel = path.relative_to(folder)
+            lines += [f"mkdir -p {shlex.quote(str(path))}",
+                      f"mount --rbind {shlex.quote(str(view / rel))} {shlex.quote(str(path))}"]
+    return lines
+
+
 def start(run: PodSpecRun, root: Path, log: Path) -> subprocess.Popen[bytes]:
     """Start the container's process; its pid is the connector's own (unshare, the launcher and
     setpriv each exec the next)."""
     script = root / "mounts.sh"
-    script.write_text(mount_script(run.mounts, root) + "\n")
+    opened = reach_script(code_paths(), root) if run.user not in (None, 0) else []
+    script.write_text(mount_script(run.mounts, root, opened) + "\n")
     drop: list[str] = []
     if run.user is not None:
         drop = ["setpriv", f"--reuid={run.user}", f"--regid={run.group if run.group is not None else run.user}",
