@@ -8,3 +8,4 @@ from fixtures.emulator import *  # noqa: F403
 from fixtures.parallel import *  # noqa: F403
 from fixtures.pipeline import *  # noqa: F403
 from fixtures.stack import *  # noqa: F403
+from fixtures.workers import pytest_runtest_makereport  # noqa: F401  (a failed test shows its workers' logs)
