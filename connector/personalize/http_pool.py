@@ -25,6 +25,7 @@ May import: the standard library and urllib3's exception types only.
 from __future__ import annotations
 
 import http.client
+import queue
 import socket
 import ssl
 import threading
@@ -113,7 +114,11 @@ class KeepAlivePool:
         self.read_timeout = read_timeout
         self.socket_options = tuple(socket_options)
         self.ssl_context = ssl_context
-        self._slots = threading.Semaphore(max_connections)  # connections in use or idle
+        # One permit per connection that may exist (busy or idle); a call without one waits. A C-level
+        # queue of interchangeable tokens: cheaper per call than threading.Semaphore (Python code).
+        self._permits: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(max_connections):
+            self._permits.put(None)
         self._idle: list[_Connection] = []  # LIFO: the most recently used is the likeliest alive
         self._lock = threading.Lock()
         self._closed = False
@@ -125,11 +130,11 @@ class KeepAlivePool:
         lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
         lines.append("\r\n")
         request = "".join(lines).encode("latin-1") + body
-        self._slots.acquire()
+        self._permits.get()
         try:
             return self._exchange(request, path)
         finally:
-            self._slots.release()
+            self._permits.put(None)
 
     def close(self) -> None:
         """Close the idle connections; busy ones are closed when their call ends."""
