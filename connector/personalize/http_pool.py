@@ -209,10 +209,9 @@ class KeepAlivePool:
 
     def _connect(self) -> _Connection:
         """A new connection: TCP connect (and the TLS handshake) within the connect timeout."""
-        try:
-            infos = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
-        except socket.gaierror:
-            raise  # the lean client maps it as botocore does (EndpointConnectionError)
+        # A name that does not resolve raises socket.gaierror, which the lean client maps as botocore
+        # does (EndpointConnectionError).
+        infos = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
         error: OSError | None = None
         for family, kind, proto, _, address in infos:
             sock = socket.socket(family, kind, proto)

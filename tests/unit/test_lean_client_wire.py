@@ -170,3 +170,12 @@ def test_https_without_the_ca_is_refused(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
     with raw_server(tls) as server, pytest.raises(botocore.exceptions.SSLError):
         LeanPersonalizeClient("us-east-1", server.url, 2).put_events(**CALL)
+
+
+@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:8080", "https://example.com:443",
+                                      "https://example.com:8443", "http://[::1]:9000", "http://example.com:80"])
+def test_host_header_is_the_signed_host(endpoint: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    _aws(monkeypatch)
+    client = LeanPersonalizeClient("us-east-1", endpoint, 1)
+    assert client._pool is not None
+    assert client._pool.host_header == client._signer._host  # what SigV4 signed is what is sent
