@@ -4,5 +4,6 @@
     sink          one call with its retries: failure classes, backoff, bisection, systemic failures
     ratelimit     the request quota as an adaptive token bucket
     api_response  what a successful answer is (a 2xx that is not the API's is retried)
-    lean_client   an opt-in urllib3 client that sends what botocore sends, cheaper per call
+    lean_client   the default client: sends what botocore sends, cheaper per call
+    http_pool     the lean client's keep-alive HTTP/1.1 connections (one request, one answer)
 """

@@ -6,7 +6,8 @@ hooks, endpoint resolution, retry bookkeeping, signing, the urllib3 session wrap
 hundred microseconds of CPU per call, most of the connector's CPU. These operations are
 plain rest-json POSTs, so this client builds the same request botocore would, signs it as
 botocore's `SigV4Auth` does (`connector.personalize.sigv4`, byte-identical, with the signing key
-kept for the day), and sends it on a shared `urllib3.PoolManager`:
+kept for the day), and sends it on a keep-alive connection pool of its own
+(`connector.personalize.http_pool`; through an HTTP(S) proxy on a shared `urllib3.ProxyManager`):
 
 - the endpoint, signing name and signing region are the ones botocore's own client resolves for the
   same session and region (partition, FIPS, dual-stack, endpoint_url): one call is prepared through
@@ -21,11 +22,11 @@ kept for the day), and sends it on a shared `urllib3.PoolManager`:
 - error responses are parsed by botocore's own rest-json parser and raised as the modeled
   `ClientError` subclasses, so `connector.personalize.sink.classify` sees what it sees with boto3;
 - connection failures are raised as botocore's exception types, as botocore's urllib3 session
-  maps them.
+  maps them (the pool raises urllib3's exception types for the same failures).
 
 Parameters are not validated (the connector validates entries against the same model first, and
 its boto3 client runs with `parameter_validation=False` too). Thread-safe: the only shared mutable
-state is urllib3's connection pool, which is.
+state is the connection pool, which is.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeoutError
 from urllib3.exceptions import SSLError as URLLib3SSLError
 
 from connector.personalize.api_response import check_success
+from connector.personalize.http_pool import Answer, KeepAlivePool
 from connector.personalize.sigv4 import CONTENT_TYPE, JsonPostSigner
 
 __all__ = ["LeanPersonalizeClient"]
@@ -294,15 +296,9 @@ class LeanPersonalizeClient:
         self._parser = create_parser(service_model.resolved_protocol)
         self._exceptions = ClientExceptionsFactory().create_client_exceptions(service_model)
 
-        socket_options = [*urllib3.connection.HTTPConnection.default_socket_options]
+        socket_options = [*urllib3.connection.HTTPConnection.default_socket_options]  # TCP_NODELAY
         socket_options.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))  # tcp_keepalive=True
-        pool_kwargs: dict[str, Any] = {
-            "maxsize": max_pool_connections,
-            "block": True,
-            "retries": False,
-            "timeout": urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            "socket_options": socket_options,
-        }
+        context = None
         if parts.scheme == "https":
             from botocore.httpsession import create_urllib3_context, get_cert_path
 
@@ -310,17 +306,36 @@ class LeanPersonalizeClient:
             # The CA bundle botocore verifies with: AWS_CA_BUNDLE or ca_bundle in the AWS config
             # (a private CA in front of the endpoint), else botocore's default bundle.
             context.load_verify_locations(get_cert_path(self._session.get_config_variable("ca_bundle") or True))
-            pool_kwargs["ssl_context"] = context
         proxy = None
         if parts.hostname and not urllib.request.proxy_bypass(parts.hostname):
             proxy = urllib.request.getproxies().get(parts.scheme)
-        self._manager: urllib3.PoolManager = (
-            urllib3.ProxyManager(proxy, num_pools=1, **pool_kwargs)
-            if proxy
-            else urllib3.PoolManager(num_pools=1, **pool_kwargs)
-        )
-        self._pool = self._manager.connection_from_url(self.endpoint_url)
-        self._via_proxy = bool(proxy)
+        # Direct connections (the usual case) go through our own keep-alive pool, a fraction of
+        # urllib3's CPU per call; through a proxy (HTTPS_PROXY etc.: CONNECT tunnels, proxy
+        # headers) urllib3 does the work, as before.
+        self._pool: KeepAlivePool | None = None
+        self._proxy_pool: urllib3.HTTPConnectionPool | None = None
+        if proxy:
+            pool_kwargs: dict[str, Any] = {
+                "maxsize": max_pool_connections,
+                "block": True,
+                "retries": False,
+                "timeout": urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+                "socket_options": socket_options,
+            }
+            if context is not None:
+                pool_kwargs["ssl_context"] = context
+            self._manager: urllib3.PoolManager | None = urllib3.ProxyManager(proxy, num_pools=1, **pool_kwargs)
+            self._proxy_pool = self._manager.connection_from_url(self.endpoint_url)
+        else:
+            self._manager = None
+            if context is not None:
+                # urllib3 matches the certificate's names itself (botocore's context leaves
+                # check_hostname off); here the ssl module does, against the SNI name.
+                context.check_hostname = True
+            self._pool = KeepAlivePool(
+                parts.scheme, parts.hostname or "", parts.port, max_pool_connections,
+                connect_timeout, read_timeout, socket_options, context,
+            )
 
     # The public operations ------------------------------------------------------------------------
 
@@ -340,7 +355,10 @@ class LeanPersonalizeClient:
         return self._call("put_action_interactions", params)
 
     def close(self) -> None:
-        self._manager.clear()
+        if self._pool is not None:
+            self._pool.close()
+        if self._manager is not None:
+            self._manager.clear()
 
     # Internals ------------------------------------------------------------------------------------
 
@@ -373,22 +391,26 @@ class LeanPersonalizeClient:
         body, headers = self._signed(method, params)
         op = self._operations[method]
         url: str = self._urls[method]
-        target = url if self._via_proxy else self._paths[method]
+        response: Answer | urllib3.BaseHTTPResponse
         try:
-            response = self._pool.urlopen(
-                "POST",
-                target,
-                body=body,
-                headers=headers,
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                preload_content=True,
-                decode_content=False,
-                # A body shorter than its Content-Length is a cut answer, not a success (urllib3
-                # raises ProtocolError, mapped below as botocore's urllib3 session does).
-                enforce_content_length=True,
-            )
+            if self._pool is not None:
+                response = self._pool.urlopen("POST", self._paths[method], body, headers)
+            else:
+                assert self._proxy_pool is not None
+                response = self._proxy_pool.urlopen(
+                    "POST",
+                    url,  # the absolute URL, as a proxy needs it
+                    body=body,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    preload_content=True,
+                    decode_content=False,
+                    # A body shorter than its Content-Length is a cut answer, not a success (urllib3
+                    # raises ProtocolError, mapped below as botocore's urllib3 session does).
+                    enforce_content_length=True,
+                )
         except URLLib3SSLError as e:
             raise botocore.exceptions.SSLError(endpoint_url=url, error=e) from e
         except (NewConnectionError, socket.gaierror) as e:

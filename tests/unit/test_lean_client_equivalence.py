@@ -257,10 +257,10 @@ def test_ca_bundle_from_aws_ca_bundle_as_botocore(tmp_path: Path, monkeypatch: p
     first = certifi.contents().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
     bundle = tmp_path / "ca.pem"
     bundle.write_text(first)
-    default = LeanPersonalizeClient("eu-west-1", None, 1)._pool.conn_kw["ssl_context"]
+    default = LeanPersonalizeClient("eu-west-1", None, 1)._pool.ssl_context
     assert len(default.get_ca_certs()) > 1  # botocore's default bundle
     monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))
     # What botocore's client creator reads for `verify`; the lean client reads the same variable.
     assert botocore.session.get_session().get_config_variable("ca_bundle") == str(bundle)
-    private = LeanPersonalizeClient("eu-west-1", None, 1)._pool.conn_kw["ssl_context"]
+    private = LeanPersonalizeClient("eu-west-1", None, 1)._pool.ssl_context
     assert len(private.get_ca_certs()) == 1
