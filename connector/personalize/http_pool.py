@@ -44,6 +44,11 @@ _MAX_LINE = 65536
 _MAX_HEADERS = 100
 # 1xx answers are interim (100 Continue, 103 Early Hints); 204 and 304 never have a body.
 _NO_BODY = frozenset({204, 304})
+# The API's answers are a few hundred bytes (an error's message included). A body may not claim more:
+# `read(n)` allocates n bytes up front, so "Content-Length: 2000000000" from something that is not
+# the API (a proxy's page, a hostile server) would take 2 GB at once. Bodies are also read in pieces.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_PIECE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,12 +281,35 @@ def _read_answer(reader: BufferedReader) -> tuple[int, dict[str, str], bytes, bo
         return status, headers, _read_chunked(reader), keep
     length = headers.get("content-length", "").strip()
     if length.isdigit():
-        data = reader.read(int(length))
-        if len(data) < int(length):
-            raise _incomplete(len(data), int(length))
+        expected = int(length)
+        if expected > MAX_BODY_BYTES:
+            raise _too_large(f"Content-Length {expected}")
+        data = _read_up_to(reader, expected)
+        if len(data) < expected:
+            raise _incomplete(len(data), expected)
         return status, headers, data, keep
     # No length (or one that is not a number, which urllib3 ignores too): the body ends with the connection.
-    return status, headers, reader.read(), False
+    data = _read_up_to(reader, MAX_BODY_BYTES + 1)
+    if len(data) > MAX_BODY_BYTES:
+        raise _too_large("a body without a length")
+    return status, headers, data, False
+
+
+def _read_up_to(reader: BufferedReader, size: int) -> bytes:
+    """Up to `size` bytes, fewer if the connection ends first; read in pieces, never allocated at once."""
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        piece = reader.read(min(left, _PIECE))
+        if not piece:
+            break
+        parts.append(piece)
+        left -= len(piece)
+    return b"".join(parts)
+
+
+def _too_large(what: str) -> ProtocolError:
+    return ProtocolError(f"Connection broken: answer too large ({what}; more than {MAX_BODY_BYTES} bytes)")
 
 
 def _incomplete(read: int, expected: int) -> ProtocolError:
@@ -333,6 +361,7 @@ def _read_headers(reader: BufferedReader) -> dict[str, str]:
 def _read_chunked(reader: BufferedReader) -> bytes:
     """A chunked body (RFC 9112 7.1): size lines in hex, chunks, a last chunk of 0, trailers."""
     parts: list[bytes] = []
+    total = 0
     while True:
         line = reader.readline(_MAX_LINE + 1)
         size_text = line.split(b";", 1)[0].strip()
@@ -343,7 +372,10 @@ def _read_chunked(reader: BufferedReader) -> bytes:
         if size == 0:
             _read_headers(reader)  # trailers, ignored
             return b"".join(parts)
-        chunk = reader.read(size)
+        total += size
+        if total > MAX_BODY_BYTES:
+            raise _too_large("chunked body")
+        chunk = _read_up_to(reader, size)
         if len(chunk) < size or reader.read(2) != b"\r\n":
             raise _incomplete(len(chunk), size)
         parts.append(chunk)

@@ -12,7 +12,7 @@ import pytest
 from fixtures.raw_http import OK, RawServer, Reply, raw_server
 from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
 
-from connector.personalize.http_pool import Answer, KeepAlivePool
+from connector.personalize.http_pool import MAX_BODY_BYTES, Answer, KeepAlivePool
 
 HEADERS = {"Content-Type": "application/x-amz-json-1.1", "Content-Length": "7"}
 BODY = b'{"a":1}'
@@ -184,3 +184,20 @@ def test_close_closes_idle_connections(server: RawServer) -> None:
 def test_scheme_and_context_must_match() -> None:
     with pytest.raises(ValueError):
         KeepAlivePool("https", "127.0.0.1", 1, 1, 1, 1, [])
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2000000000\r\n\r\n{}", then="close"),
+     Reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7fffffff\r\n{}", then="close"),
+     Reply(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * (MAX_BODY_BYTES + 10), then="close")],
+    ids=["huge-content-length", "huge-chunk", "endless-body"],
+)
+def test_an_answer_claiming_more_than_any_api_answer_is_refused_without_allocating_it(
+    server: RawServer, reply: Reply
+) -> None:
+    """Not the API (a proxy's page, a hostile server): `read(n)` would allocate n bytes at once."""
+    server.load([reply])
+    with pytest.raises(ProtocolError, match="answer too large"):
+        _post(_pool(server))
+    assert len(server.requests) == 1
