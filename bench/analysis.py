@@ -48,18 +48,18 @@ def analysis(r: dict[str, Any]) -> str:
                      "events per call)." if call_us and call_share == call_share else "")
             notes.append(
                 f"**10,000 events/s on one core — MISS by {100 * (1 - eps / 10_000):.0f} %.** Why: {why}.{share} "
-                "What would close it: a cheaper client call (section 5: parameter validation off is a measured, "
-                "safe first step; sending the signed PutEvents request directly over urllib3 instead of "
-                "boto3's generic pipeline would remove most of the rest), and beyond that a second worker "
-                "process — the connector scales out by partitions (one consumer per partition at most)."
+                "What would close it: less CPU per event in the worker's own stages (section 5: mapping and "
+                "validation, completions) now that the call is the lean client's own keep-alive pool, and "
+                "beyond that a second worker process — the connector scales out by partitions (one consumer "
+                "per partition at most)."
             )
         cr = tp.get("cpu_vs_ceiling_sessions10", tp["cpu_vs_ceiling"])
         if cr > 3:
             notes.append(
                 f"**CPU within 3× of the consume + decode + map ceiling — MISS ({cr:.1f}×).** The ceiling does "
                 "no PutEvents calls; the connector's extra CPU is the call (the profile's PutEvents share is "
-                f"{100 * call_share:.0f} %, most of it urllib3 and http.client sending the request and parsing "
-                "the answer's headers) and the main thread's batching, offsets and completions. Batching already "
+                f"{100 * call_share:.0f} %: the JSON body, the SigV4 signature and the socket's send and "
+                "receive) and the main thread's batching, offsets and completions. Batching already "
                 "makes the number of calls minimal (section 2)."
             )
     if lg:
@@ -134,8 +134,8 @@ def profile_notes(r: dict[str, Any]) -> str:
     return "\n".join([
         f"**Top item: {top[0]}** ({100 * top[1] / total:.0f} % of the profiled CPU). With the default (lean) "
         "client the call is: the rest-json body (`json.dumps` after the timestamp conversion), the SigV4 "
-        "signature (`connector/personalize/sigv4.py`), and urllib3 / http.client sending it and parsing the "
-        "answer's headers (the `email` package), the largest part.",
+        "signature (`connector/personalize/sigv4.py`), and the keep-alive pool "
+        "(`connector/personalize/http_pool.py`) sending it and reading the answer.",
         "",
         "**What was done about it (issue 17):** the lean client became the default after the equivalence "
         "tests (docs/configuration.md, `http_client`); its signer no longer goes through botocore's generic "

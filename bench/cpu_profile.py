@@ -47,9 +47,9 @@ MAIN_ENTRIES: dict[tuple[str, str], str] = {
 }
 POOL_ENTRIES: dict[tuple[str, str], str] = {
     ("botocore/client.py", "_api_call"): "PutEvents call (boto3/botocore/urllib3)",
-    # The default client's call: without this entry its whole cost (serialise, sign, urllib3) was
+    # The default client's call: without this entry its whole cost (serialise, sign, send) was
     # counted as "sink other", which is how "sink other" came to be 57 % of the profile.
-    ("connector/personalize/lean_client.py", "_call"): "PutEvents call (lean client: JSON, SigV4, urllib3)",
+    ("connector/personalize/lean_client.py", "_call"): "PutEvents call (lean client: JSON, SigV4, keep-alive pool)",
     ("connector/personalize/sink.py", "_deliver"): POOL_OTHER,
 }
 
