@@ -176,14 +176,28 @@ def complete_rebalance(consumer: Any, timeout_ms: int) -> None:
     otherwise) a group then rebalances forever and no member gets its partitions. So while a
     rebalance is due or in flight (and the coordinator is known, so this cannot hang on a
     broker outage), drive it to completion in one call bounded by `timeout_ms` (the rebalance timeout).
+
+    A task can also be orphaned: only `need_rejoin()` leads kafka-python's poll back to its task
+    (coordinator/consumer.py:408, base.py:480), and when the rejoin was due to a metadata change
+    alone (the leader's snapshot differs, consumer.py:605) the leader's own assignment in that task
+    makes the snapshots equal again (consumer.py:473), so need_rejoin() turns False while the task
+    runs. If the poll that started the task gave up first, nothing ever applies its assignment: the
+    member stays REBALANCING with heartbeats off (base.py:505, re-enabled only at base.py:546),
+    cannot commit, and the broker removes it after session.timeout.ms. A topic deleted and
+    re-created under the worker does exactly that. An unfinished task whose rejoin kafka-python has
+    forgotten is that state: ask for the rejoin again, so the poll below awaits the task (or, if it
+    already finished, joins afresh).
     """
     coordinator = getattr(consumer, "_coordinator", None)
     try:
-        in_flight = getattr(coordinator, "_join_task", None) is not None
         if coordinator is None or coordinator.coordinator_unknown():
             return
-        if not in_flight and not coordinator.need_rejoin():
-            return
+        in_flight = coordinator._join_task is not None
+        if not coordinator.need_rejoin():
+            if not in_flight:
+                return
+            log.info("completing a rebalance kafka-python left unfinished (%s)", coordinator._generation)
+            coordinator.request_rejoin()
     except AttributeError:  # pragma: no cover - a kafka-python without these internals
         return
     coordinator.poll(timeout_ms=timeout_ms)

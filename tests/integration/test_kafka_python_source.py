@@ -260,6 +260,54 @@ def test_members_that_poll_with_zero_timeouts_still_complete_a_rebalance(
         second.close()
 
 
+def test_a_rebalance_kafka_python_leaves_unfinished_is_completed_and_the_member_heartbeats_again(
+    stack: Any, new_topic: Any, group_id: str
+) -> None:
+    """kafka-python 3.0.12 forgets a rejoin that a metadata change alone asked for once the leader's
+    JoinGroup task has made its assignment. When the poll that started the task gave up first (the
+    worker's 0 ms poll), nothing applies that assignment: no heartbeats, no commits, and the broker
+    drops the member (the flaky topic re-creation test). The source completes it on its next poll.
+
+    The state is made on purpose, through kafka-python's own objects: a partition added (a metadata
+    change), then a 0 ms poll straight into kafka-python, as happens when the metadata lands between
+    the source's check and kafka-python's poll. Nothing here depends on timing."""
+    from confluent_kafka.admin import NewPartitions
+    from kafka.structs import MemberState
+
+    topic = new_topic(partitions=2)
+    source, listener = _source(stack, group_id, **{"heartbeat.interval.ms": 500}), Recorder()
+    consumer = source._consumer
+    coordinator = consumer._coordinator
+    try:
+        source.subscribe([topic], listener)
+        _poll_until([source], lambda: len(listener.assigned) == 2)
+        admin = stack.admin()
+        admin.create_partitions([NewPartitions(topic, 3)])[topic].result(timeout=30)
+        deadline = time.monotonic() + 30
+        while not coordinator.need_rejoin():
+            assert time.monotonic() < deadline, "kafka-python never saw the third partition"
+            consumer._cluster.request_update()
+            time.sleep(0.05)
+        consumer.poll(timeout_ms=0)
+        task = coordinator._join_task
+        assert task is not None, "the 0 ms poll did not leave its JoinGroup in flight"
+        while not task.is_done:
+            assert time.monotonic() < deadline, "the JoinGroup/SyncGroup never completed"
+            time.sleep(0.01)
+        # The orphaned state. If this fails, kafka-python no longer forgets the rejoin, and the
+        # workaround in connector.kafka.kafka_python.complete_rebalance can go.
+        assert not coordinator.need_rejoin() and coordinator.state is MemberState.REBALANCING
+
+        everything = {TopicPartition(topic, p) for p in range(3)}
+        _poll_until([source], lambda: listener.assigned == everything and source.group_joined(), timeout_s=30)
+        heard = coordinator.heartbeat.last_receive
+        _poll_until([source], lambda: coordinator.heartbeat.last_receive > heard, timeout_s=30)
+        source.commit({TopicPartition(topic, 2): 0})
+        assert source.committed([TopicPartition(topic, 2)], timeout_s=10) == {TopicPartition(topic, 2): (0, "")}
+    finally:
+        source.close()
+
+
 # ------------------------------------------------------------------ the connector end to end
 
 
