@@ -203,6 +203,47 @@ def complete_rebalance(consumer: Any, timeout_ms: int) -> None:
     coordinator.poll(timeout_ms=timeout_ms)
 
 
+def restart_recreated_topics(consumer: Any, topic_ids: dict[str, Any]) -> None:
+    """Read an assigned topic that was deleted and re-created from its start (or end, per
+    auto.offset.reset), as a partition without a committed offset.
+
+    Re-created at once, the topic may never look missing to kafka-python 3.0.12: it only sees
+    a new topic id and resets its cached leader epochs (cluster.py, "topic_id changed"), not the
+    positions. A position on the old log (200) then meets a new log whose end is lower (150)
+    and which has the same leader epoch (0): kafka-python takes that for a truncation and moves
+    to the new end (consumer/fetcher.py, the truncation check), silently skipping offsets
+    0-149 (1 run in 28 of tests/faults/test_topic_recreation.py). `topic_ids` holds the id of
+    each assigned topic when last looked at. Seeking afresh makes the worker's bookkeeping see
+    the offsets go back and restart the partition; anything already read from the new log past
+    0 is read again (delivered twice, never lost)."""
+    try:
+        cluster = consumer._cluster
+        assigned = consumer.assignment() or set()
+        topics = {tp.topic for tp in assigned}
+        for topic in list(topic_ids):
+            if topic not in topics:  # a later assignment starts from its committed offsets anyway
+                del topic_ids[topic]
+        for topic in topics:
+            current = cluster.topic_id(topic)
+            if current is None:
+                continue  # missing now, or a broker too old to say
+            prior = topic_ids.setdefault(topic, current)
+            if prior == current:
+                continue
+            topic_ids[topic] = current
+            partitions = sorted((tp for tp in assigned if tp.topic == topic), key=lambda tp: tp.partition)
+            reset = consumer.config["auto_offset_reset"]
+            log.warning("topic %s was re-created under this consumer (topic id %s, was %s): reading its %d "
+                        "assigned partition(s) afresh from the %s", topic, current, prior, len(partitions),
+                        "end" if reset == "latest" else "start")
+            if reset == "latest":
+                consumer.seek_to_end(*partitions)
+            else:
+                consumer.seek_to_beginning(*partitions)
+    except AttributeError:  # pragma: no cover - a kafka-python without these internals
+        return
+
+
 class KafkaPythonSource:
     """`Source` over kafka-python's KafkaConsumer (see the module docstring for the threading)."""
 
@@ -233,6 +274,8 @@ class KafkaPythonSource:
         self._commit_timeout_ms = int(commit_timeout_s * 1000)
         # The broker waits up to max.poll.interval.ms for every member to rejoin (Java's join timeout).
         self._rebalance_timeout_ms = int(self._consumer.config["max_poll_interval_ms"]) + 5000
+        # The topic id of each assigned topic when last looked at (`restart_recreated_topics`).
+        self._topic_ids: dict[str, Any] = {}
 
     # -------------------------------------------------------------- listener side (I/O thread)
 
@@ -314,6 +357,7 @@ class KafkaPythonSource:
 
         try:
             complete_rebalance(self._consumer, self._rebalance_timeout_ms)
+            restart_recreated_topics(self._consumer, self._topic_ids)
             batches = self._consumer.poll(timeout_ms=max(0, int(timeout_s * 1000)), max_records=max_records)
         except KafkaError as exc:
             if not isinstance(exc.__cause__, _RebalanceHandOff):
