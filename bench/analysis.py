@@ -115,8 +115,8 @@ def _quota_notes(q: dict[str, Any], call_us: float | None) -> list[str]:
                    f"({q['in_flight']}) at {q['latency_ms']:.0f} ms allow up to "
                    f"{1000 * in_flight / q['latency_ms']:,.0f} calls/s, so it was waiting: on the machine's "
                    "other load (check the load average above) or the emulator's core")
-        notes.append(f"**≥ 97 % of the quota — MISS ({100 * share:.1f} %).** Why: {why}. The client-side "
-                     "bucket itself allows 98.5 % of the quota in steady state.")
+        notes.append(f"**≥ 97 % of the quota — MISS ({100 * share:.1f} %).** Why: {why}.{_ramp(q)} The "
+                     "client-side bucket itself allows 98.5 % of the quota in steady state.")
     if q["throttled_calls"] or q["max_1s_window_calls"] > 1.02 * q["quota_rps"]:
         notes.append(
             f"**Busiest 1 s ≤ 1.02 × quota, none throttled — MISS** (busiest {q['max_1s_window_calls']}, "
@@ -125,6 +125,21 @@ def _quota_notes(q: dict[str, Any], call_us: float | None) -> list[str]:
             "delays some calls' bytes more than others). The connector retries throttled calls, nothing is lost."
         )
     return notes
+
+
+def _ramp(q: dict[str, Any]) -> str:
+    """How the run's per-second rate got to the quota: a slow start weighs on a short run's mean."""
+    seconds = q.get("per_second") or []
+    quota = q["quota_rps"]
+    reached = next((i for i, n in enumerate(seconds) if n >= 0.9 * quota), None)
+    if reached is None or reached < 2 or len(seconds) - reached < 3:
+        return ""
+    after = seconds[reached:-1]  # the last second is the tail of the backlog
+    return (f" Per second, the first {reached} s ramp up ({', '.join(map(str, seconds[:reached]))} req/s; "
+            "meanwhile the worker reads ahead its backlog, up to `batching.max_buffered_records`, and the "
+            "in-flight bound grows from its start: which of the two holds it back is not measured apart); "
+            f"after them {100 * min(after) / quota:.0f}–"
+            f"{100 * max(after) / quota:.0f} % of the quota (mean {100 * sum(after) / len(after) / quota:.0f} %).")
 
 
 def profile_notes(r: dict[str, Any]) -> str:
