@@ -244,6 +244,14 @@ def restart_recreated_topics(consumer: Any, topic_ids: dict[str, Any]) -> None:
         return
 
 
+def hand_auto_create_to_metadata(consumer: Any) -> None:
+    """kafka-python 3.0.12 does not hand allow_auto_create_topics to its metadata cache, whose
+    requests then re-create a deleted topic at once (with the broker's defaults): hand it over."""
+    cluster_config = getattr(getattr(consumer, "_cluster", None), "config", None)
+    if isinstance(cluster_config, dict):
+        cluster_config["allow_auto_create_topics"] = bool(consumer.config["allow_auto_create_topics"])
+
+
 class KafkaPythonSource:
     """`Source` over kafka-python's KafkaConsumer (see the module docstring for the threading)."""
 
@@ -258,11 +266,7 @@ class KafkaPythonSource:
         except KafkaError as exc:
             raise KafkaUnreachable(f"cannot use the Kafka cluster: {explain(f'{type(exc).__name__}: {exc}')}") \
                 from None
-        # kafka-python 3.0.12 does not hand allow_auto_create_topics to its metadata cache, whose
-        # requests then re-create a deleted topic at once (with the broker's defaults): hand it over.
-        cluster_config = getattr(getattr(self._consumer, "_cluster", None), "config", None)
-        if isinstance(cluster_config, dict):
-            cluster_config["allow_auto_create_topics"] = bool(self._consumer.config["allow_auto_create_topics"])
+        hand_auto_create_to_metadata(self._consumer)
         self._listener: RebalanceListener | None = None
         # Filled on kafka-python's I/O thread, drained on the worker thread (deque ops are atomic).
         self._changes: deque[tuple[Change, list[TopicPartition]]] = deque()
