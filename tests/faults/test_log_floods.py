@@ -82,5 +82,9 @@ def test_a_broker_outage_logs_a_few_lines_per_window_and_counts_the_rest(
           f"most repeated: {shown.most_common(1)}")
     # A few of each per 10 s window (at most 5 per window over the outage and the reconnect).
     assert max(shown.values()) <= 5 * windows, (windows, shown.most_common(3))
-    assert counted > 0
+    # And the rest was counted, not dropped: when there was a rest. librdkafka 2.16 backs off its
+    # reconnects (up to reconnect.backoff.max.ms) and suppresses identical errors itself ("1 identical
+    # error(s) suppressed"); a CI run saw 13 lines in a 12 s outage, nothing to coalesce. The
+    # coalescing itself is tests/unit/test_logs.py's; here the outage's log must be short either way.
+    assert counted > 0 or len(outage) <= 10 * windows, (len(outage), windows, shown.most_common(3))
     assert len(outage) <= max(100, 35 * windows), "\n".join(outage[:60])
