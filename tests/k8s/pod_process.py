@@ -177,9 +177,12 @@ def resolve_mounts(pod: dict[str, Any], container: dict[str, Any], data: ObjectD
     return mounts
 
 
-def mount_script(mounts: list[Mount], root: Path, opened: list[str] | None = None) -> str:
+def mount_script(mounts: list[Mount], root: Path, opened: list[str] | None = None,
+                 carried: list[Path] | None = None) -> str:
     """Shell commands (run inside `unshare -m`) that put every mount at its path; `opened` (from
-    `reach_script`) goes first, while its views under `root` are not yet covered by a volume."""
+    `reach_script`) goes first, while its views under `root` are not yet covered by a volume.
+    `carried` (the code paths) stay reachable under a volume mounted over one of their ancestors:
+    the chart's emptyDir at /tmp hides a checkout under /tmp (a `mktemp -d` clone, as CI makes)."""
     lines = ["set -eu", "mount --make-rprivate /", *(opened or [])]
     shadows: dict[str, Path] = {}
     for m in mounts:
@@ -203,10 +206,29 @@ def mount_script(mounts: list[Mount], root: Path, opened: list[str] | None = Non
     # A mount over a directory that holds the sources (/tmp over this test's tmp_path) goes last.
     ordered = sorted(mounts, key=lambda m: root.is_relative_to(m.path))
     for m in ordered:
-        lines.append(f"mount --bind {shlex.quote(str(m.source))} {shlex.quote(m.path)}")
+        lines += carry_into(m, outermost(carried or []))
+        lines.append(f"mount --rbind {shlex.quote(str(m.source))} {shlex.quote(m.path)}")
         if m.read_only:
             lines.append(f"mount -o remount,bind,ro {shlex.quote(m.path)}")
     return "\n".join(lines)
+
+
+def outermost(paths: list[Path]) -> list[Path]:
+    """The paths not inside another one (the virtualenv in the checkout comes with the checkout)."""
+    return [p for p in paths if not any(p != q and p.is_relative_to(q) for q in paths)]
+
+
+def carry_into(mount: Mount, paths: list[Path]) -> list[str]:
+    """Shell lines that bind each path under `mount.path` into the volume's source at the same place
+    before the volume is mounted (recursively) there, so the path survives being covered. What the
+    volume's other contents are is unchanged; the binds live in this namespace only."""
+    lines: list[str] = []
+    for path in paths:
+        if mount.source.is_dir() and path.is_relative_to(mount.path):
+            inside = mount.source / path.relative_to(mount.path)
+            lines += [f"mkdir -p {shlex.quote(str(inside))}",
+                      f"mount --rbind {shlex.quote(str(path))} {shlex.quote(str(inside))}"]
+    return lines
 
 
 @dataclass(frozen=True)
@@ -281,9 +303,7 @@ def reach_script(paths: list[Path], root: Path) -> list[str]:
     """
     lines: list[str] = []
     by_folder: dict[Path, list[Path]] = {}
-    # A path inside another one (the virtualenv in the checkout) comes with it.
-    outermost = [p for p in paths if not any(p != q and p.is_relative_to(q) for q in paths)]
-    for path in outermost:
+    for path in outermost(paths):
         folder = closed_folder(path)
         if folder is not None:
             by_folder.setdefault(folder, []).append(path)
@@ -304,7 +324,7 @@ def start(run: PodSpecRun, root: Path, log: Path) -> subprocess.Popen[bytes]:
     setpriv each exec the next)."""
     script = root / "mounts.sh"
     opened = reach_script(code_paths(), root) if run.user not in (None, 0) else []
-    script.write_text(mount_script(run.mounts, root, opened) + "\n")
+    script.write_text(mount_script(run.mounts, root, opened, code_paths()) + "\n")
     drop: list[str] = []
     if run.user is not None:
         drop = ["setpriv", f"--reuid={run.user}", f"--regid={run.group if run.group is not None else run.user}",
