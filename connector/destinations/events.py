@@ -12,6 +12,7 @@ PutEvents has no deletes, so nothing is skipped.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import uuid
 from collections.abc import Iterable, Mapping
@@ -30,6 +31,7 @@ from connector.records import Event, Filtered, InvalidEvent, NotAnUpsert, Reques
 # Fixed namespace of the ids derived from a record's position, uuid5(namespace, "topic/partition/offset").
 # A replay of the same record yields the same eventId, so Personalize sees the same event, not a new one.
 EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:personalize-kafka-connector:event-id")
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,15 @@ class SessionKey:
 
 
 def derived_event_id(source: SourceRecord) -> str:
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{source.topic}/{source.partition}/{source.offset}"))
+    """uuid5(EVENT_ID_NAMESPACE, "topic/partition/offset"), the same string `uuid.uuid5` gives
+    (replays must keep their ids), built from the SHA-1 directly: a third of uuid5's cost, paid
+    by every record without an eventId."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{source.topic}/{source.partition}/{source.offset}".encode(),
+                                    usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class _Limits:

@@ -12,12 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.config import MappingConfig
-from connector.destinations.events import EventMapper, SessionKey, derived_event_id
+from connector.destinations.events import EVENT_ID_NAMESPACE, EventMapper, SessionKey, derived_event_id
 from connector.destinations.fields import EPOCH
 from connector.personalize import api_model
 from connector.records import InvalidEvent, SourceRecord
 
 SOURCE = SourceRecord("interactions", 3, 1234, b"k", b"v")
+# What uuid.uuid5 derived for SOURCE's position before the id was built from SHA-1 directly.
+PINNED_EVENT_ID = "5ded0111-6100-5506-bbc2-cbc9e61cf4b6"
 SENT_AT = dt.datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=dt.UTC)
 
 
@@ -81,6 +83,17 @@ def test_derived_event_id_is_stable_and_distinct_per_position() -> None:
     assert all(str(uuid.UUID(i)) == i for i in ids)
     other_topic = SourceRecord("u", 0, 0, None, None)
     assert MAPPER.to_event(canonical(eventId=None), other_topic).body["eventId"] != ids[0]
+
+
+@given(st.text(min_size=1, max_size=249), st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1))
+def test_derived_event_id_is_exactly_uuid5_of_the_position(topic: str, partition: int, offset: int) -> None:
+    """Ids derived by earlier versions must come out the same (a replay is deduplicated by them)."""
+    expected = str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{topic}/{partition}/{offset}"))
+    assert derived_event_id(SourceRecord(topic, partition, offset, None, None)) == expected
+
+
+def test_derived_event_id_is_what_version_one_derived() -> None:
+    assert derived_event_id(SourceRecord("interactions", 3, 1234, None, None)) == PINNED_EVENT_ID
 
 
 @given(st.integers(min_value=-(2**41), max_value=2**45))
