@@ -94,7 +94,7 @@ class Dispatch:
 
     def _start(self, batch: Batch) -> None:
         self.in_flight += 1
-        epochs = {e.record.tp: self._partitions.epoch(e.record.tp) for e in batch.events}
+        epochs = {tp: self._partitions.epoch(tp) for tp in {e.record.tp for e in batch.events}}
         future = self._pool.submit(self._routes.by_name[batch.key.route].sink.send, batch)
         self._submitted[id(batch)] = (future, batch)
         completions = self._completions
@@ -187,18 +187,19 @@ class Dispatch:
         self.limit.completed(outcome.calls, outcome.latencies_s)
         self._finished(key)
 
-        def current(event: Event) -> bool:
-            return self._partitions.current(event.record.tp, epochs.get(event.record.tp))
-
-        delivered = [e for e in outcome.delivered if current(e)]
+        # The batch's partitions still owned under the epochs its call started in (a batch has
+        # a partition or a few, an outcome up to ten entries: decided per partition, not per entry).
+        owned = {tp for tp, epoch in epochs.items() if self._partitions.current(tp, epoch)}
+        stale = len(owned) < len(epochs)
+        delivered = [e for e in outcome.delivered if e.record.tp in owned] if stale else outcome.delivered
         for event in delivered:
             self._partitions.leave(event.record)
         self._count_delivered(key.route, delivered)
         for event, error in outcome.rejected:
-            if current(event):
+            if event.record.tp in owned:
                 self._dead_letters.handle(event.record, error)
         self._dead_letters.delivered(outcome.delivered)
-        retry = [e for e in outcome.abandoned if current(e)]
+        retry = [e for e in outcome.abandoned if e.record.tp in owned]
         if retry and not self._stop.is_set() and not self.closing:
             self.submit(Batch(key, retry))
 
@@ -210,6 +211,5 @@ class Dispatch:
         if self._routes.by_name[route].counts_events:
             m.events_delivered.inc(len(delivered))
         wall_now = time.time()
-        for event in delivered:
-            if event.record.timestamp_ms:
-                m.end_to_end_latency.observe(max(0.0, wall_now - event.record.timestamp_ms / 1000))
+        m.end_to_end_latency.observe_many([max(0.0, wall_now - e.record.timestamp_ms / 1000)
+                                           for e in delivered if e.record.timestamp_ms])
