@@ -5,7 +5,12 @@ worker waits on the service instead of the quota (16 calls of 50 ms allow 320 ca
 quota). Configured as a number, the bound is that number (`lowest == highest`). Configured as
 "auto", it follows each window's measurement:
 
-    target = min(quota, 2 x observed call rate) x latency x headroom
+    target = quota x latency x headroom                     (if that is within `highest`)
+    target = min(quota, 2 x observed call rate) x latency x headroom          (otherwise)
+
+A quota the pool can serve is served at once, and the first window ends after the first round of
+calls, not after a second: a backlog at start-up spent its first seconds growing from 16 calls in
+flight (320 calls/s of a 1,000 quota at 50 ms; `make bench`'s quota stage ramped for 5-7 s).
 
 The latency is the mean of the window's successful calls, what Little's law asks for. When the
 worker is CPU-bound (its process used most of a core in the window) the mean also holds the time a
@@ -13,11 +18,11 @@ call waits for the interpreter, which grows with the calls in flight and would g
 without limit (more calls in flight, longer, more in flight...): then twice the fastest call (about
 the service's own latency) caps it. A slow or queueing service, or a busy machine, leaves the
 worker's CPU idle while calls wait: more calls in flight is then what helps. The
-observed rate caps the quota because a lifted quota (a million per second) says nothing about how
-many calls are needed; a bound that limits the rate doubles it per window (each window at the
-bound shows rate = bound / latency), until the quota or the `highest` bound is reached. The bound
-grows at once and shrinks by a tenth per window, so one quiet window does not starve the next.
-Only the loop's thread uses it (outcomes are applied there): no lock.
+observed rate caps a quota beyond the pool's reach because a lifted quota (a million per
+second) says nothing about how many calls are needed; a bound that limits the rate doubles it per
+window (each window at the bound shows rate = bound / latency), until the quota or the `highest`
+bound is reached. The bound grows at once and shrinks by a tenth per window, so one quiet window
+does not starve the next. Only the loop's thread uses it (outcomes are applied there): no lock.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class InFlightLimit:
         self._latencies = 0.0  # the window's successful calls: their total latency, count, fastest
         self._answered = 0
         self._fastest = math.inf
+        self._sized = False  # not yet measured: the first window ends after one round of calls
 
     @classmethod
     def fixed(cls, calls: int) -> InFlightLimit:
@@ -74,7 +80,8 @@ class InFlightLimit:
         self._fastest = min(self._fastest, *latencies_s) if latencies_s else self._fastest
         now = self._clock()
         elapsed = now - self._window_start
-        if elapsed < self._window_s:
+        first_round = not self._sized and self._answered >= self.lowest
+        if elapsed < self._window_s and not first_round:
             return
         cpu = self._cpu_clock()
         if self._answered:
@@ -82,12 +89,16 @@ class InFlightLimit:
             if (cpu - self._window_cpu) / elapsed > CPU_BOUND:
                 latency = min(latency, 2 * self._fastest)
             self.current = self.sized(self._quota_rate(), self._calls / elapsed, latency)
+            self._sized = True
         self._window_start, self._window_cpu, self._calls, self._latencies, self._answered = now, cpu, 0, 0.0, 0
         self._fastest = math.inf
 
     def sized(self, quota_rate: float, observed_rate: float, latency_s: float) -> int:
         """The bound after a window that made `observed_rate` calls/s of `latency_s` each."""
-        rate = min(quota_rate, RATE_GROWTH * observed_rate)
+        if quota_rate * latency_s * HEADROOM <= self.highest:
+            rate = quota_rate  # within the pool's reach: what the whole quota needs, at once
+        else:
+            rate = min(quota_rate, RATE_GROWTH * observed_rate)
         target = math.ceil(rate * latency_s * HEADROOM)
         target = max(target, math.floor(self.current * SHRINK_PER_WINDOW))
         return max(self.lowest, min(self.highest, target))

@@ -116,3 +116,27 @@ def test_a_window_without_a_successful_call_keeps_the_bound() -> None:
 def test_rejects_an_empty_range(lowest: int, highest: int) -> None:
     with pytest.raises(ValueError):
         InFlightLimit(lowest, highest)
+
+
+def test_the_first_round_of_calls_sizes_the_bound_for_the_whole_quota() -> None:
+    """A backlog at start-up: after the first 16 answers (50 ms), not after a second at 320 calls/s."""
+    clock = FakeClock()
+    limit = InFlightLimit(16, 256, quota_rate=lambda: 1000.0, clock=clock, cpu_clock=idle_cpu)
+    clock.now = 0.05
+    for _ in range(15):
+        limit.completed(1, [0.05])
+    assert limit.current == 16
+    limit.completed(1, [0.05])
+    assert limit.current == 63  # ceil(1000 x 0.05 x 1.25)
+
+
+def test_a_lifted_quota_is_grown_into_from_the_observed_rate() -> None:
+    """A million calls/s at 50 ms would be 62,500 calls in flight: the bound follows what the calls
+    show (doubling per window) instead of jumping to the pool's highest."""
+    clock = FakeClock()
+    limit = InFlightLimit(16, 256, quota_rate=lambda: 1e6, clock=clock, cpu_clock=idle_cpu)
+    clock.now = 0.05
+    for _ in range(16):
+        limit.completed(1, [0.05])
+    assert limit.current <= 41  # 16 calls in 50 ms: ceil(2 x 320 calls/s x 0.05 s x 1.25), not 256
+    assert max(_run_windows(limit, clock, latency_s=0.05, quota=2000.0, windows=2)) < 256
