@@ -90,7 +90,10 @@ class KafkaConfig(_Section):
     # adds others. At least one of the two must name a topic.
     topics: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     config: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    poll_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    # Records taken per turn of the loop. Outcomes of calls are applied between turns, so a turn's
+    # length is how long a finished call's slot may sit empty: 1,000 records (~60 ms of decoding)
+    # per turn left 50 ms calls' slots idle for a turn; 250 gave the quota stage 12 % more.
+    poll_batch_size: Annotated[int, Field(ge=1, le=100_000)] = 250
     poll_timeout_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
     commit_interval_ms: Annotated[int, Field(ge=0, le=3_600_000)] = 1000
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"

@@ -10,7 +10,7 @@ from connector.records import TopicPartition
 @dataclass(slots=True)
 class WorkerSettings:
     topics: list[str]
-    poll_batch_size: int = 1000
+    poll_batch_size: int = 250
     poll_timeout_s: float = 0.1
     commit_interval_s: float = 1.0
     max_buffered_records: int = 100_000
