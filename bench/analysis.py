@@ -78,8 +78,9 @@ def analysis(r: dict[str, Any]) -> str:
             notes.append(
                 f"Linger 0 on a backlog makes {100 * (zero['calls'] / zero['ideal_calls'] - 1):.0f} % more calls "
                 "than the ideal: "
-                "with no linger a session's batch is closed after every poll batch (up to 1,000 "
-                "records), so a session whose events straddle poll batches is split. Keep a linger for "
+                "with no linger a session's batch is closed after every poll batch (up to "
+                "`kafka.poll_batch_size` records, 250 by default), so a session whose events straddle "
+                "poll batches is split. Keep a linger for "
                 "backlogs."
             )
     if q:
@@ -107,9 +108,11 @@ def _quota_notes(q: dict[str, Any], call_us: float | None) -> list[str]:
     if share < 0.97:
         util = q["cpu_util_in_window"]
         if util > 0.85:
-            why = (f"the connector's core is saturated ({100 * util:.0f} %): at ~{call_us or 0:,.0f} µs of "
-                   f"client CPU per call, one core cannot issue {q['quota_rps']:,.0f} calls/s on top of "
-                   "consuming, decoding and mapping")
+            per_call = q["cpu_us_per_call"]
+            why = (f"the connector's core is saturated ({100 * util:.0f} %): the process spent "
+                   f"{per_call:,.0f} µs of CPU per call in this stage (consume, decode, map, batch, the "
+                   f"call itself ~{call_us or 0:,.0f} µs, outcomes), so {q['quota_rps']:,.0f} calls/s "
+                   f"would take {q['quota_rps'] * per_call / 1e6:.2f} of its one core")
         else:
             why = (f"the connector used {100 * util:.0f} % of its core; {in_flight} calls in flight "
                    f"({q['in_flight']}) at {q['latency_ms']:.0f} ms allow up to "
