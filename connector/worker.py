@@ -143,7 +143,7 @@ class Worker:
             # Nothing can come from Kafka; wait for the calls to make room instead of spinning.
             self._dispatch.settle(wait_s=self.settings.poll_timeout_s)
         self._dispatch.settle()
-        for batch in self._batcher.due(self._clock()):
+        for batch in self._batcher.due(self._clock(), self._dispatch.room):
             self._dispatch.submit(batch)
         self._dead_letters.poll()
         if self._committer.due():

@@ -2,9 +2,10 @@
 
 PutEvents takes one (trackingId, sessionId, userId) per call and at most 10 events, so the
 cheapest stream of calls sends each session's events together. A session's open batch is closed
-when it is full, when its oldest event has waited `linger`, when one of its partitions is revoked,
-and at shutdown. Events of one session keep their original order inside and across batches
-(the worker sends a session's batches one at a time).
+when it is full, when its oldest event has waited `linger` and a call can take it (the worker asks
+`due` for no more than dispatch has room for), when one of its partitions is revoked, and at
+shutdown. Events of one session keep their original order inside and across batches (the worker
+sends a session's batches one at a time).
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ class SessionBatcher:
             return open_batch.batch
         return None
 
-    def due(self, now: float) -> list[Batch]:
-        """Batches whose oldest event has waited at least `linger`."""
+    def due(self, now: float, most: int | None = None) -> list[Batch]:
+        """Batches whose oldest event has waited at least `linger`, oldest first (`most`: no more
+        than that many; the others stay open and keep taking their sessions' events)."""
         ready: list[Batch] = []
-        while self._open:
+        while self._open and (most is None or len(ready) < most):
             key, open_batch = next(iter(self._open.items()))
             if now - open_batch.opened_at < self._linger:
                 break

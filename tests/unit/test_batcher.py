@@ -65,3 +65,14 @@ def test_every_event_leaves_once_in_session_order_and_no_batch_mixes_sessions(
     for session in set(sessions):
         offsets = [e.record.offset for b in out if b.key.session_id == session for e in b.events]
         assert offsets == sorted(offsets)
+
+
+def test_due_gives_at_most_what_it_is_asked_for_oldest_first_and_keeps_the_rest_open() -> None:
+    batcher = SessionBatcher(10, linger_s=1.0)
+    for i, session in enumerate("abc"):
+        batcher.add(_event(session, i), now=0.0)
+    assert [b.key.session_id for b in batcher.due(now=2.0, most=1)] == ["a"]
+    assert batcher.due(now=2.0, most=0) == []
+    batcher.add(_event("b", 3), now=2.0)  # still open: it takes the session's next event
+    assert [(b.key.session_id, len(b.events)) for b in batcher.due(now=2.0)] == [("b", 2), ("c", 1)]
+    assert batcher.buffered_events == 0
