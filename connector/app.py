@@ -34,6 +34,7 @@ from connector.personalize.quotas import Quotas
 from connector.personalize.sink import PutEventsSink, make_client
 from connector.personalize.tenants import TenantTrackers
 from connector.pipeline.batcher import SessionBatcher
+from connector.pipeline.flow import buffer_bound
 from connector.pipeline.inflight import AUTO_HIGHEST, AUTO_LOWEST, InFlightLimit
 from connector.pipeline.quota_share import QuotaShare
 from connector.records import TopicPartition
@@ -164,7 +165,8 @@ def build_worker(
             poll_batch_size=k.poll_batch_size,
             poll_timeout_s=k.poll_timeout_ms / 1000,
             commit_interval_s=k.commit_interval_ms / 1000,
-            max_buffered_records=b.max_buffered_records,
+            max_buffered_records=(buffer_bound(quotas.configured_rate, b.max_events_per_call, b.linger_ms / 1000)
+                                  if b.max_buffered_records == "auto" else b.max_buffered_records),
             max_buffered_bytes=b.max_buffered_bytes,
             grace_period_s=settings.shutdown.grace_period_s,
             revoke_timeout_s=min(10.0, settings.shutdown.grace_period_s),

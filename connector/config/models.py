@@ -220,7 +220,10 @@ class BatchingConfig(_Section):
     # Calls in flight at once. "auto": sized from the quota and the service's latency (quota x
     # latency x 1.25, between 16 and 256; connector.pipeline.inflight). A number: exactly that bound.
     max_in_flight_calls: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
-    max_buffered_records: Annotated[int, Field(ge=1)] = 100_000
+    # Records held in the worker (polled, not yet delivered or dead-lettered) before it stops
+    # reading. "auto": what the quota sends in twice the linger (at least 1 s), 1,000..100,000
+    # (connector.pipeline.flow.buffer_bound). A number: exactly that bound.
+    max_buffered_records: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     max_buffered_bytes: Annotated[int, Field(ge=1)] = 64 * MiB
 
 

@@ -103,6 +103,11 @@ class Quotas:
         with self._lock:
             return self._fraction({route})
 
+    @property
+    def configured_rate(self) -> float:
+        """The routes' configured rates together: the most the group may send, whatever the shares."""
+        return sum(self._rates.values())
+
     def total_rate(self) -> float:
         """Requests per second this worker may send over all its buckets (what its calls in flight
         must sustain)."""

@@ -10,11 +10,30 @@ unavailable, or it stalled on dead letters).
 
 from __future__ import annotations
 
+import math
+
 from connector.kafka.base import Source
 from connector.pipeline.partitions import Partitions
 from connector.pipeline.settings import WorkerSettings
 from connector.records import SourceRecord, TopicPartition
 from connector.routes import RouteTable
+
+# batching.max_buffered_records: auto. Below: a few polls' worth (250 records each) for a small
+# quota; above: the bound of earlier versions.
+AUTO_BUFFER_LOWEST = 1_000
+AUTO_BUFFER_HIGHEST = 100_000
+
+
+def buffer_bound(quota_rate: float, max_events_per_call: int, linger_s: float) -> int:
+    """The records worth holding at a quota of `quota_rate` calls/s: what it lets out in twice the
+    linger (at least 1 s), enough for a session's events to meet in one call however far behind
+    the worker is. More only sits in memory: a backlog is cheaper in Kafka than in the heap, where
+    its records' objects pinned memory after they left (`make soak`: 100,000 allowed, RSS grew by
+    half after the start-up and broker-restart backlogs and stayed there)."""
+    wanted = quota_rate * max_events_per_call * max(1.0, 2 * linger_s)
+    if not math.isfinite(wanted):
+        return AUTO_BUFFER_HIGHEST
+    return max(AUTO_BUFFER_LOWEST, min(AUTO_BUFFER_HIGHEST, math.ceil(wanted)))
 
 
 class FlowControl:
