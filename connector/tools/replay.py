@@ -147,24 +147,29 @@ def plan_spans(
 
 
 def read_spans(reader: TopicReader, spans: dict[TopicPartition, Span]) -> Iterator[SourceRecord]:
-    """Every record of the spans (assigned, no group commits); raises TimeoutError on a stall."""
-    if not spans:
-        return
-    reader.assign({tp: s.start for tp, s in spans.items()})
-    position = {tp: s.start for tp, s in spans.items()}
+    """Every record of the spans (assigned, no group commits), one partition after another in
+    partition order: read together, a client interleaves partitions as its fetches come back
+    (confluent-kafka and kafka-python differently, and differently from run to run), and what
+    `dlq inspect` and `dlq replay --dry-run` print must not depend on that. Raises TimeoutError on
+    a stall."""
+    for tp in sorted(spans, key=lambda tp: (tp.topic, tp.partition)):
+        yield from _read_span(reader, tp, spans[tp])
+
+
+def _read_span(reader: TopicReader, tp: TopicPartition, span: Span) -> Iterator[SourceRecord]:
+    reader.assign({tp: span.start})
+    position = span.start
     last_progress = time.monotonic()
-    while any(position[tp] < s.stop for tp, s in spans.items()):
+    while position < span.stop:
         records = reader.read(500, 0.5)
         if not records and time.monotonic() - last_progress > READ_STALL_S:
-            behind = {str(tp): f"{position[tp]}/{s.stop}" for tp, s in spans.items() if position[tp] < s.stop}
-            raise TimeoutError(f"no records for {READ_STALL_S:.0f}s below the end offsets: {behind}")
+            raise TimeoutError(f"no records for {READ_STALL_S:.0f}s below the end offset of {tp}: "
+                               f"at {position} of {span.stop}")
         for record in records:
             last_progress = time.monotonic()
-            tp = TopicPartition(record.topic, record.partition)
-            span = spans.get(tp)
-            if span is None or record.offset >= span.stop:
+            if (record.topic, record.partition) != (tp.topic, tp.partition) or record.offset >= span.stop:
                 continue
-            position[tp] = record.offset + 1
+            position = record.offset + 1
             yield record
 
 
@@ -173,11 +178,25 @@ def read_spans(reader: TopicReader, spans: dict[TopicPartition, Span]) -> Iterat
 
 @dataclass(slots=True)
 class ReasonStats:
+    """One (stage, error class): how many, the lowest and highest source position, and the example
+    message of the lowest. By position, not by reading order: a client reads a multi-partition
+    dead-letter topic's partitions interleaved as its fetches come back (confluent-kafka and
+    kafka-python differently, and differently from run to run), and the summary must not depend on it."""
+
     count: int = 0
     first: str = ""
     last: str = ""
     example: str = ""
     source_topics: Counter[str] = field(default_factory=Counter)
+    first_at: tuple[str, int, int] | None = None
+    last_at: tuple[str, int, int] | None = None
+
+    def add(self, where: str, at: tuple[str, int, int], message: str) -> None:
+        self.count += 1
+        if self.first_at is None or at < self.first_at:
+            self.first_at, self.first, self.example = at, where, message
+        if self.last_at is None or at > self.last_at:
+            self.last_at, self.last = at, where
 
 
 @dataclass(slots=True)
@@ -198,10 +217,7 @@ class Inspection:
         stats = self.reasons.setdefault(key, ReasonStats())
         source = original_position(record)
         where = source.position() if source is not record else f"{record.position()} (no source headers)"
-        stats.count += 1
-        stats.first = stats.first or where
-        stats.last = where
-        stats.example = stats.example or headers.get("pkc.error.message", "")
+        stats.add(where, (source.topic, source.partition, source.offset), headers.get("pkc.error.message", ""))
         stats.source_topics[source.topic] += 1
 
 
