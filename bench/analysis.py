@@ -91,12 +91,28 @@ def analysis(r: dict[str, Any]) -> str:
         if growth > 0.2:
             notes.append(
                 f"**Flat memory — MISS (peak {100 * growth:.0f} % above the RSS after the first 10 %).** "
-                "Check `batching.max_buffered_records` / `max_buffered_bytes` and librdkafka's prefetch "
+                + _memory_plateau(m)
+                + "Check `batching.max_buffered_records` / `max_buffered_bytes` and librdkafka's prefetch "
                 "(`queued.max.messages.kbytes`)."
             )
     if not notes:
         return "Every target was met in this run."
     return "### Misses, why, and what would close them\n\n" + "\n\n".join(notes)
+
+
+def _memory_plateau(m: dict[str, Any]) -> str:
+    """When the RSS reached 90 % of its peak, and how much it grew after that: a ramp that ends
+    early and stays flat (the buffer and the prefetch filling) reads differently from a climb."""
+    samples, progress = m.get("samples") or [], m.get("progress") or []
+    peak = max((v for _, v in samples), default=0.0)
+    reached = next(((t, v) for t, v in samples if v >= 0.9 * peak), None)
+    if not peak or reached is None or not progress:
+        return ""
+    t90, v90 = reached
+    events = max((n for t, n in progress if t <= t90), default=0)
+    after = max(v for t, v in samples if t >= t90)
+    return (f"The RSS reached 90 % of its peak ({v90:,.0f} MB) {t90:.0f} s into the drain, after "
+            f"{events:,} of {m['events']:,} events, and grew {100 * (after / v90 - 1):.0f} % after that. ")
 
 
 def _quota_notes(q: dict[str, Any], call_us: float | None) -> list[str]:

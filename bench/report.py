@@ -478,7 +478,8 @@ def render(r: dict[str, Any], chart_paths: dict[str, str]) -> str:
     w("")
     if m:
         w(f"{m['events']:,} events produced before the connector starts (default settings: "
-          "`max_buffered_records` 100,000, 64 MiB, librdkafka prefetch `queued.max.messages.kbytes` 16 MiB); "
+          "`max_buffered_records: auto`, 100,000 with the quota lifted, and 64 MiB; librdkafka prefetch "
+          "`queued.max.messages.kbytes` 16 MiB, `queued.min.messages` 10,000); "
           "RSS and VmHWM (the kernel's peak RSS of the process) sampled from /proc every 0.5 s; peak = the last VmHWM "
           "read before exit. The emulator "
           "stores to SQLite (`--db`) for this run.")
