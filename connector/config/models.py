@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     FilePath,
@@ -40,6 +41,18 @@ from connector.logs import mask_url_credentials
 ENV_PREFIX = "PKC_"
 ENV_NESTED_DELIMITER = "__"
 MiB = 1024 * 1024
+
+
+def _not_a_bool(value: Any) -> Any:
+    # YAML reads `true` as a bool and pydantic's lax mode takes a bool as the int 1: a bound
+    # written `true` would silently hold one record.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+# A count of at least 1 that YAML's true/false cannot stand in for.
+PositiveCount = Annotated[int, BeforeValidator(_not_a_bool), Field(ge=1)]
 
 
 class _Section(BaseModel):
@@ -223,7 +236,7 @@ class BatchingConfig(_Section):
     # Records held in the worker (polled, not yet delivered or dead-lettered) before it stops
     # reading. "auto": what the quota sends in twice the linger (at least 1 s), 1,000..100,000
     # (connector.pipeline.flow.buffer_bound). A number: exactly that bound.
-    max_buffered_records: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    max_buffered_records: PositiveCount | Literal["auto"] = "auto"
     max_buffered_bytes: Annotated[int, Field(ge=1)] = 64 * MiB
 
 

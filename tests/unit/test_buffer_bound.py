@@ -37,3 +37,20 @@ def test_auto_is_the_default_and_a_number_stays_selectable(tmp_path: Path) -> No
     assert _load(tmp_path, "{max_buffered_records: 1000}") == 1000
     with pytest.raises(ConfigError, match="max_buffered_records"):
         _load(tmp_path, "{max_buffered_records: lots}")
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "Auto", "true", "1.5", "''", "'\\xff'"])
+def test_a_bound_that_is_not_auto_or_a_positive_integer_is_refused_naming_the_key(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ConfigError, match="max_buffered_records"):
+        _load(tmp_path, f"{{max_buffered_records: {bad}}}")
+
+
+def test_the_environment_sets_it_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka: {bootstrap_servers: '127.0.0.1:9', topics: [interactions]}\n"
+                    "personalize: {tracking_id: t}\n")
+    for raw, expected in (("auto", "auto"), ("5000", 5000)):
+        env = {"PKC_BATCHING__MAX_BUFFERED_RECORDS": raw}
+        assert load_settings(path, env).batching.max_buffered_records == expected
+    with pytest.raises(ConfigError, match="max_buffered_records"):
+        load_settings(path, {"PKC_BATCHING__MAX_BUFFERED_RECORDS": "0"})
