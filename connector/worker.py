@@ -3,11 +3,10 @@
     poll -> intake (decode + map) -> batcher -> dispatch (calls) -> dead letters -> commit
 
 Each stage is a small owner in `connector.pipeline`; this module composes them, runs the loop,
-listens to rebalances and shuts down. Everything that touches Kafka but the deleted-topic probe
-(`TopicWatch`) runs on this one thread (librdkafka calls the rebalance callbacks from inside `poll`).
-Calls to Personalize run on a pool and report back through a queue, so a slow Personalize never
-stops the loop from polling (the group never evicts us for exceeding `max.poll.interval.ms`);
-backpressure is pausing partitions.
+listens to rebalances and shuts down. Everything that touches Kafka runs on this one thread
+(librdkafka calls the rebalance callbacks from inside `poll`). Calls to Personalize run on a pool
+and report back through a queue, so a slow Personalize never stops the loop from polling (the
+group never evicts us for exceeding `max.poll.interval.ms`); backpressure is pausing partitions.
 """
 
 from __future__ import annotations
@@ -50,9 +49,9 @@ class Worker:
         executor: Executor | None = None, completions: CompletionQueue | None = None,
         quota_share: QuotaShare | None = None,
     ) -> None:
-        """`executor` runs the calls and the topic probe (default: threads up to the in-flight bound
-        and one for the probe), `completions` brings their outcomes back (tests pass ones that
-        follow their clock); `quota_share` (None: the whole quota) follows the group's assignment."""
+        """`executor` runs the calls (default: threads up to the in-flight bound), `completions` brings
+        their outcomes back (tests pass ones that follow their clock); `quota_share` (None: the
+        whole quota) follows the group's assignment."""
         self.settings = s = settings
         self.metrics = m = metrics or Metrics()
         self.health = health or Health()
@@ -61,8 +60,9 @@ class Worker:
         self._stop = threading.Event()
         self._fatal: str | None = None
         self._started = False
-        limit = FailureRatioLimit(s.max_failure_ratio, s.failure_ratio_window)
-        p = self._partitions = Partitions(tracker or OffsetTracker(), limit)
+        p = self._partitions = Partitions(
+            tracker or OffsetTracker(), FailureRatioLimit(s.max_failure_ratio, s.failure_ratio_window)
+        )
         self._flow = FlowControl(s, source, p, self._routes)
         self._dead_letters = DeadLetterPolicy(s, dead_letters, partitions=p, flow=self._flow, routes=self._routes,
                                               metrics=m, clock=clock)
@@ -74,7 +74,7 @@ class Worker:
         self._committer = Committer(source, p, m, interval_s=s.commit_interval_s, with_metadata=s.commit_metadata,
                                     clock=clock)
         self._progress = Progress(source, p, busy=self._busy, clock=clock)
-        self._topics = TopicWatch(source, s.topics, interval_s=s.topic_check_interval_s, clock=clock, executor=executor)
+        self._topics = TopicWatch(source, s.topics, interval_s=s.topic_check_interval_s, clock=clock)
 
     def request_stop(self) -> None:
         """Ask the loop to drain, commit and return (safe from a signal handler)."""
@@ -231,8 +231,9 @@ class Worker:
                 self._source.poll(1, 0.0)  # serve group heartbeats and callbacks
                 dispatch.settle(wait_s=0.05)
                 self._dead_letters.poll()
-            if n := dispatch.in_flight:
-                log.warning("grace period over with %d calls in flight; exiting without committing them", n)
+            if dispatch.in_flight:
+                log.warning("grace period over with %d calls in flight; exiting without committing them",
+                            dispatch.in_flight)
             # From here on nothing new is sent and nothing is waited for: what is still in flight
             # stays uncommitted and the next owner sends it again.
             dispatch.close()
@@ -242,7 +243,6 @@ class Worker:
             log.exception("error while draining")
         finally:
             dispatch.close()
-            self._topics.close()
             try:
                 self._source.close()  # the revoke callback commits what finished meanwhile
             except Exception:

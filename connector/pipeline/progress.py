@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
 
 from connector.kafka.base import Source
 from connector.pipeline.partitions import Partitions
@@ -74,50 +72,26 @@ class Progress:
 
 
 class TopicWatch:
-    """Notices subscribed topics that do not exist (deleted): /readyz false, said once.
+    """Notices subscribed topics that do not exist (deleted): /readyz false, said once."""
 
-    The probe is a metadata round trip to the cluster (confluent-kafka), so it runs beside the loop
-    on an executor (librdkafka serves it from any thread) and its answer is taken at a later turn.
-    On the loop's thread it held every call's next batch for the round trip: a dip of up to 3 % in
-    the second it fell in, every 5 s, at the quota (make bench)."""
-
-    def __init__(self, source: Source, topics: list[str], *, interval_s: float, clock: Callable[[], float],
-                 executor: Executor | None = None) -> None:
+    def __init__(self, source: Source, topics: list[str], *, interval_s: float, clock: Callable[[], float]) -> None:
         self._source = source
         self._names = [t for t in topics if not t.startswith("^")]
         self._interval_s = interval_s
         self._clock = clock
         self._last_check = clock()
-        self._own_executor = executor is None
-        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="topic-watch")
-        self._probe: Future[set[str] | None] | None = None
         # Confirmed by two checks in a row: metadata just after start-up or a re-creation can lag.
         self.missing: set[str] = set()
         self._maybe_missing: set[str] = set()
 
     def check_if_due(self) -> None:
-        if self._probe is not None:
-            if not self._probe.done():
-                return
-            self._take(self._probe)
-        if not self._names or self._clock() - self._last_check < self._interval_s:
+        if self._clock() - self._last_check < self._interval_s:
             return
         self._last_check = self._clock()
-        self._probe = self._executor.submit(self._source.missing_topics, self._names, 2.0)
-        if self._probe.done():  # an executor that ran it at once (tests)
-            self._take(self._probe)
-
-    def close(self) -> None:
-        """Before the consumer closes: let a probe in progress end (it asks with a 2 s timeout)."""
-        if self._probe is not None:
-            wait_for([self._probe], timeout=3.0)
-        if self._own_executor:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def _take(self, probe: Future[set[str] | None]) -> None:
-        self._probe = None
+        if not self._names:
+            return
         try:
-            missing = probe.result()
+            missing = self._source.missing_topics(self._names, timeout_s=2.0)
         except Exception as exc:  # a probe only: the next check tries again
             log.debug("could not check the source topics: %s", exc)
             return
