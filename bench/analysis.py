@@ -135,7 +135,7 @@ def _quota_notes(q: dict[str, Any], call_us: float | None) -> list[str]:
                    f"{1000 * in_flight / q['latency_ms']:,.0f} calls/s, so it was waiting: on the machine's "
                    "other load (check the load average above) or the emulator's core")
         notes.append(f"**≥ 97 % of the quota — MISS ({100 * share:.1f} %).** Why: {why}.{_ramp(q)} The "
-                     "client-side bucket itself allows 98.5 % of the quota in steady state.")
+                     "client-side bucket itself allows 99 % of the quota in steady state.")
     if q["throttled_calls"] or q["max_1s_window_calls"] > 1.02 * q["quota_rps"]:
         notes.append(
             f"**Busiest 1 s ≤ 1.02 × quota, none throttled — MISS** (busiest {q['max_1s_window_calls']}, "
