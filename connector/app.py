@@ -29,6 +29,7 @@ from connector.kafka.auth import KafkaAuthError
 from connector.kafka.base import KafkaUnreachable
 from connector.kafka.clients import KafkaClients
 from connector.logs import configure_logging, register_secrets
+from connector.memory import release_freed_memory
 from connector.observability import Health, Metrics, ObservabilityServer
 from connector.personalize.quotas import Quotas
 from connector.personalize.sink import PutEventsSink, make_client
@@ -302,6 +303,7 @@ def _run_worker(settings: Settings, metrics: Metrics, health: Health, exit_when_
     for signum in DRAIN_SIGNALS:
         signal.signal(signum, stop)
     tune_interpreter()
+    release_freed_memory(threading.Event())  # a daemon thread: it ends with the process
     code = worker.run(exit_when_idle)
     log.info("summary %s", json.dumps(worker.metrics.summary()))
     if worker.calls_in_flight:

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2] / "connector"
 
 # Package (or top-level module) -> what it may import of connector/, as in docs/architecture.md.
 ALLOWED: dict[str, set[str]] = {
-    "records": set(), "logs": set(), "observability": {"logs"},
+    "records": set(), "logs": set(), "observability": {"logs"}, "memory": set(),
     "dlq": {"records"},
     "config": {"logs"},
     "decode": {"records"},
@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "kafka": {"config", "dlq", "records", "logs"},
     "pipeline": {"dlq", "kafka", "routes", "personalize", "records", "logs", "observability"},
     "worker": {"pipeline", "kafka", "routes", "records", "dlq", "observability"},
-    "app": {"config", "decode", "destinations", "dlq", "kafka", "logs", "observability", "personalize",
+    "app": {"config", "decode", "destinations", "dlq", "kafka", "logs", "memory", "observability", "personalize",
             "pipeline", "records", "routes", "worker"},
     "tools": {"app", "config", "decode", "destinations", "dlq", "kafka", "logs", "observability",
               "personalize", "records", "pipeline", "routes"},
