@@ -234,7 +234,7 @@ class BatchingConfig(_Section):
     # latency x 1.25, between 16 and 256; connector.pipeline.inflight). A number: exactly that bound.
     max_in_flight_calls: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
     # Records held in the worker (polled, not yet delivered or dead-lettered) before it stops
-    # reading. "auto": what the quota sends in one linger (at least 1 s), 1,000..100,000
+    # reading. "auto": what the quota sends in twice the linger (at least 1 s), 1,000..100,000
     # (connector.pipeline.flow.buffer_bound). A number: exactly that bound.
     max_buffered_records: PositiveCount | Literal["auto"] = "auto"
     max_buffered_bytes: Annotated[int, Field(ge=1)] = 64 * MiB

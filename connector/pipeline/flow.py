@@ -25,15 +25,12 @@ AUTO_BUFFER_HIGHEST = 100_000
 
 
 def buffer_bound(quota_rate: float, max_events_per_call: int, linger_s: float) -> int:
-    """The records worth holding at a quota of `quota_rate` calls/s: what it lets out in one linger
-    (at least 1 s), enough for a session's events to meet in one call however far behind the
-    worker is (a due batch stays open while no call can take it, `Dispatch.room`). More only sits in
-    memory: a backlog is cheaper in Kafka than in the heap, where its records' objects pinned memory
-    after they left (`make soak`: 100,000 allowed, RSS grew by half after the start-up and
-    broker-restart backlogs and stayed there). Twice the linger (4,000 records at the soak's quota
-    of 200) was what the RSS peaked with while the worker caught up after its broker restart; with
-    one linger the peak was 4 MB lower and the calls per event the same (1.003x the ideal)."""
-    wanted = quota_rate * max_events_per_call * max(1.0, linger_s)
+    """The records worth holding at a quota of `quota_rate` calls/s: what it lets out in twice the
+    linger (at least 1 s), enough for a session's events to meet in one call however far behind
+    the worker is. More only sits in memory: a backlog is cheaper in Kafka than in the heap, where
+    its records' objects pinned memory after they left (`make soak`: 100,000 allowed, RSS grew by
+    half after the start-up and broker-restart backlogs and stayed there)."""
+    wanted = quota_rate * max_events_per_call * max(1.0, 2 * linger_s)
     if not math.isfinite(wanted):
         return AUTO_BUFFER_HIGHEST
     return max(AUTO_BUFFER_LOWEST, min(AUTO_BUFFER_HIGHEST, math.ceil(wanted)))

@@ -1,5 +1,5 @@
-"""batching.max_buffered_records: auto holds what the quota can send in one linger (at least 1 s),
-1,000..100,000; a number is kept as it is."""
+"""batching.max_buffered_records: auto holds what the quota can send in twice the linger (at least
+1 s), 1,000..100,000; a number is kept as it is."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from connector.pipeline.flow import AUTO_BUFFER_HIGHEST, AUTO_BUFFER_LOWEST, buf
 
 
 @pytest.mark.parametrize(("quota", "events", "linger_s", "bound"), [
-    (1000.0, 10, 1.0, 10_000),  # the defaults
-    (200.0, 10, 1.0, 2_000),
+    (1000.0, 10, 1.0, 20_000),  # the defaults
+    (200.0, 10, 1.0, 4_000),
     (10.0, 10, 1.0, AUTO_BUFFER_LOWEST),  # a small quota: a few polls' worth still
     (1000.0, 10, 0.0, 10_000),  # no linger: one second of the quota
-    (1000.0, 10, 3.0, 30_000),
+    (1000.0, 10, 3.0, 60_000),
     (1e6, 10, 1.0, AUTO_BUFFER_HIGHEST),  # a lifted quota: the old fixed bound
     (float("inf"), 10, 1.0, AUTO_BUFFER_HIGHEST),
 ])
-def test_auto_is_the_quota_over_one_linger_within_its_bounds(quota: float, events: int, linger_s: float,
+def test_auto_is_the_quota_over_twice_the_linger_within_its_bounds(quota: float, events: int, linger_s: float,
                                                                    bound: int) -> None:
     assert buffer_bound(quota, events, linger_s) == bound
 
